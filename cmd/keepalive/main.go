@@ -1,0 +1,44 @@
+// Command keepalive finds dead TCP peers and keeps live ones alive.
+//
+// Exit codes: 0 success; 1 error (bad input, system call failure); 2 usage error (unknown flag
+// or command); 3 a check found a problem (audit: connections at risk; probe: dead peers;
+// heartbeat connect: peer dead or hung; lab: not detected within the bound).
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:]))
+}
+
+func run(args []string) int {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	g := &globalOptions{Stdout: os.Stdout, Stderr: os.Stderr}
+	root := newRootCmd(g)
+	root.SetArgs(args)
+	err := root.ExecuteContext(ctx)
+	if err == nil {
+		return exitOK
+	}
+	var ee *exitError
+	if errors.As(err, &ee) {
+		if ee.err != nil {
+			fmt.Fprintln(os.Stderr, "keepalive:", ee.err)
+		}
+		return ee.code
+	}
+	fmt.Fprintln(os.Stderr, "keepalive:", err)
+	if isUsageError(err) {
+		fmt.Fprintln(os.Stderr, "Run 'keepalive --help' for usage.")
+		return exitUsage
+	}
+	return exitError1
+}

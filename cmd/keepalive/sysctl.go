@@ -1,0 +1,194 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/keepalive-dev/keepalive"
+	"github.com/spf13/cobra"
+)
+
+// sysctlView is what `keepalive sysctl --json` prints.
+type sysctlView struct {
+	keepalive.Sysctl
+	Detection     time.Duration `json:"detection"`
+	DetectionText string        `json:"detection_text"`
+	InFlight      time.Duration `json:"in_flight_detection"`
+	Note          string        `json:"note"`
+	Persisted     string        `json:"persisted,omitempty"`
+}
+
+const sysctlNote = "these defaults apply only to sockets that enable SO_KEEPALIVE and do not set their own values"
+
+func newSysctlCmd(g *globalOptions) *cobra.Command {
+	var netnsName string
+	cmd := &cobra.Command{
+		Use:   "sysctl",
+		Short: "Show (or set) the system-wide keepalive defaults and the detection time they imply",
+		Long: `sysctl shows net.ipv4.tcp_keepalive_time/intvl/probes and tcp_retries2 of the current
+network namespace (or --netns NAME) and how long a dead peer goes unnoticed with them.
+
+These values are per network namespace (a new namespace starts at 7200/75/9, not at the
+host's values) and apply only to sockets that turn SO_KEEPALIVE on without setting their
+own values. Linux only.`,
+		Example: `  keepalive sysctl
+  keepalive sysctl --netns blue --json
+  keepalive sysctl set --idle 60 --interval 10 --count 5
+  keepalive sysctl set --env aws-nat-gateway --persist`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := linuxOnly("keepalive sysctl"); err != nil {
+				return err
+			}
+			s, err := keepalive.ReadSysctl(netnsName)
+			if err != nil {
+				return err
+			}
+			return sysctlPrint(g, s, "")
+		},
+	}
+	cmd.PersistentFlags().StringVar(&netnsName, "netns", "", "network namespace `NAME` (as in 'ip netns list'); default: the current one")
+	cmd.AddCommand(newSysctlSetCmd(g, &netnsName))
+	return cmd
+}
+
+func sysctlPrint(g *globalOptions, s keepalive.Sysctl, persisted string) error {
+	d, _ := keepalive.DetectionTime(s.Keepalive, keepalive.ScenarioSilent)
+	v := sysctlView{Sysctl: s, Detection: d, DetectionText: keepalive.HumanDuration(d),
+		InFlight: keepalive.RetransmitTimeout(s.Retries2), Note: sysctlNote, Persisted: persisted}
+	if g.JSON {
+		return g.printJSON(v)
+	}
+	w := g.Stdout
+	ns := s.NetNS
+	if ns == "" {
+		ns = "current"
+	}
+	fmt.Fprintf(w, "Network namespace: %s\n", ns)
+	fmt.Fprintf(w, "  net.ipv4.tcp_keepalive_time   = %d  (idle before the first probe: %s)\n", int(s.Keepalive.Idle/time.Second), keepalive.HumanDuration(s.Keepalive.Idle))
+	fmt.Fprintf(w, "  net.ipv4.tcp_keepalive_intvl  = %d  (between probes: %s)\n", int(s.Keepalive.Interval/time.Second), keepalive.HumanDuration(s.Keepalive.Interval))
+	fmt.Fprintf(w, "  net.ipv4.tcp_keepalive_probes = %d\n", s.Keepalive.Count)
+	fmt.Fprintf(w, "  net.ipv4.tcp_retries2         = %d  (data in flight to a dead peer: ≈ %s)\n", s.Retries2, keepalive.HumanDuration(v.InFlight))
+	fmt.Fprintf(w, "\nA silent peer is noticed after %s (idle + count × interval) — on sockets with SO_KEEPALIVE on.\n", v.DetectionText)
+	fmt.Fprintf(w, "Note: %s. Check them with 'keepalive audit'.\n", sysctlNote)
+	if persisted != "" {
+		fmt.Fprintf(w, "Persisted to %s (applied at boot by systemd-sysctl).\n", persisted)
+	}
+	return nil
+}
+
+func newSysctlSetCmd(g *globalOptions, netnsName *string) *cobra.Command {
+	var (
+		idle, interval time.Duration
+		count          int
+		env            string
+		persist        string
+		dryRun         bool
+	)
+	cmd := &cobra.Command{
+		Use:   "set",
+		Short: "Set the system-wide keepalive defaults (root)",
+		Long: `set writes net.ipv4.tcp_keepalive_time/intvl/probes of the current (or --netns)
+network namespace. Values come from --idle/--interval/--count or are recommended for a
+middlebox with --env. Nothing is written unless every value is valid.
+
+--persist also writes a sysctl.d file (default ` + keepalive.DefaultPersistPath + `) so the
+values survive a reboot. Every socket must still enable SO_KEEPALIVE itself: these are
+only the defaults such sockets use.`,
+		Example: `  keepalive sysctl set --idle 60 --interval 10 --count 5
+  keepalive sysctl set --env azure-lb --persist
+  keepalive sysctl set --idle 300 --persist /etc/sysctl.d/70-keepalive.conf --dry-run`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := linuxOnly("keepalive sysctl set"); err != nil {
+				return err
+			}
+			cfg := keepalive.Config{Idle: idle, Interval: interval, Count: count}
+			if env != "" {
+				if cmd.Flags().Changed("idle") || cmd.Flags().Changed("interval") || cmd.Flags().Changed("count") {
+					return usagef("--env and --idle/--interval/--count are exclusive")
+				}
+				e, err := keepalive.LookupEnvironment(env)
+				if err != nil {
+					return usagef("invalid --env: %v", err)
+				}
+				rec, err := keepalive.Recommend(keepalive.Requirement{MiddleboxTimeout: e.IdleTimeout, OS: "linux"})
+				if err != nil {
+					return err
+				}
+				cfg = rec.Config
+				cfg.UserTimeout = 0
+			}
+			for _, z := range []struct {
+				name string
+				zero bool
+			}{{"idle", idle == 0}, {"interval", interval == 0}, {"count", count == 0}} {
+				if cmd.Flags().Changed(z.name) && z.zero {
+					return usagef("invalid --%s 0 (allowed: idle/interval 1s..32767s, count 1..127)", z.name)
+				}
+			}
+			if cfg == (keepalive.Config{}) {
+				return usagef("nothing to set: give --idle, --interval, --count or --env")
+			}
+			if _, err := cfg.Validate("linux"); err != nil {
+				return usagef("invalid value: %v", err)
+			}
+			path := ""
+			if cmd.Flags().Changed("persist") {
+				path = persist
+				if path == "" {
+					path = keepalive.DefaultPersistPath
+				}
+				// "--persist FILE" (with a space) leaves FILE as an argument.
+				if len(args) == 1 && path == keepalive.DefaultPersistPath {
+					path = args[0]
+					args = nil
+				}
+			}
+			if len(args) > 0 {
+				return usagef("unexpected argument %q (sysctl set takes flags only; a file goes after --persist)", args[0])
+			}
+			if dryRun {
+				fmt.Fprintln(g.Stdout, "Dry run: would set")
+				for _, l := range keepalive.SysctlLines(cfg) {
+					fmt.Fprintf(g.Stdout, "  %s\n", l)
+				}
+				if path != "" {
+					fmt.Fprintf(g.Stdout, "and write %s:\n%s", path, keepalive.PersistFile(cfg))
+				}
+				return nil
+			}
+			if os.Geteuid() != 0 {
+				return errors.New("setting sysctls needs root (CAP_NET_ADMIN and write access to /proc/sys): run with sudo")
+			}
+			if err := keepalive.SetSysctl(*netnsName, cfg); err != nil {
+				return err
+			}
+			if path != "" {
+				if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+					return fmt.Errorf("--persist: %w", err)
+				}
+				if err := os.WriteFile(path, []byte(keepalive.PersistFile(cfg)), 0o644); err != nil {
+					return fmt.Errorf("--persist: values are set but the file was not written: %w", err)
+				}
+			}
+			s, err := keepalive.ReadSysctl(*netnsName)
+			if err != nil {
+				return err
+			}
+			return sysctlPrint(g, s, path)
+		},
+	}
+	f := cmd.Flags()
+	f.Var(newDurationValue(&idle), "idle", "net.ipv4.tcp_keepalive_time, whole seconds 1s..32767s")
+	f.Var(newDurationValue(&interval), "interval", "net.ipv4.tcp_keepalive_intvl, whole seconds 1s..32767s")
+	f.IntVar(&count, "count", 0, "net.ipv4.tcp_keepalive_probes, 1..127")
+	f.StringVar(&env, "env", "", "use the settings recommended for this middlebox preset (see 'keepalive plan --list-envs')")
+	f.StringVar(&persist, "persist", "", "also write a sysctl.d `FILE` (default "+keepalive.DefaultPersistPath+")")
+	f.Lookup("persist").NoOptDefVal = keepalive.DefaultPersistPath
+	f.BoolVar(&dryRun, "dry-run", false, "show what would be written and change nothing")
+	return cmd
+}

@@ -1,0 +1,96 @@
+package keepalive_test
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/keepalive-dev/keepalive"
+)
+
+// Dial a connection that notices a dead peer within 30 s of silence.
+func ExampleDial() {
+	cfg := keepalive.Config{Idle: 15 * time.Second, Interval: 5 * time.Second, Count: 3, UserTimeout: 30 * time.Second}
+	conn, err := keepalive.Dial(context.Background(), "tcp", "127.0.0.1:8080", cfg)
+	if err != nil {
+		fmt.Println("dial:", err)
+		return
+	}
+	defer conn.Close()
+}
+
+// Apply settings to an existing connection and read back what the kernel uses.
+func ExampleApply() {
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	defer ln.Close()
+	conn, _ := net.Dial("tcp", ln.Addr().String())
+	defer conn.Close()
+
+	cfg := keepalive.Config{Idle: 60 * time.Second, Interval: 10 * time.Second, Count: 3}
+	if err := keepalive.Apply(conn.(*net.TCPConn), cfg); err != nil {
+		fmt.Println(err)
+		return
+	}
+	got, err := keepalive.Get(conn.(*net.TCPConn))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Println(got.Enabled, got.Idle, got.Interval, got.Count)
+}
+
+// Use the library with the standard library's dialer (adds TCP_USER_TIMEOUT, which
+// net.KeepAliveConfig cannot set).
+func ExampleControl() {
+	cfg := keepalive.Config{Idle: 30 * time.Second, Interval: 10 * time.Second, Count: 3, UserTimeout: time.Minute}
+	d := net.Dialer{KeepAlive: -1, Control: keepalive.Control(cfg)}
+	_ = d
+}
+
+// How long do Linux's defaults take to notice a crashed peer?
+func ExampleDetectionTime() {
+	d, _ := keepalive.DetectionTime(keepalive.LinuxDefaults(), keepalive.ScenarioSilent)
+	fmt.Println(keepalive.HumanDuration(d))
+	// Output: 2 h 11 min 15 s
+}
+
+// The kernel's course of events for a peer that vanished.
+func ExamplePredict() {
+	tl := keepalive.Predict(keepalive.Model{
+		Config:   keepalive.Config{Idle: 2 * time.Second, Interval: time.Second, Count: 3},
+		Enabled:  true,
+		Scenario: keepalive.ScenarioSilent,
+	})
+	for _, e := range tl.Events {
+		fmt.Println(e.At, e.Kind)
+	}
+	// Output:
+	// 0s last-activity
+	// 0s fault
+	// 2s probe
+	// 3s probe
+	// 4s probe
+	// 5s kill
+	// 5s error
+}
+
+// Settings for a service behind an AWS NAT Gateway that must notice dead peers within 2 min.
+func ExampleRecommend() {
+	env, _ := keepalive.LookupEnvironment("aws-nat-gateway")
+	r, err := keepalive.Recommend(keepalive.Requirement{MiddleboxTimeout: env.IdleTimeout, DetectWithin: 2 * time.Minute, OS: "linux"})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Println(r.Config)
+	// Output: idle 1m0s intvl 20s cnt 3 ut 2m0s
+}
+
+// Convert from and to the standard library's keepalive configuration.
+func ExampleConfig_NetConfig() {
+	cfg := keepalive.Config{Idle: 30 * time.Second, Interval: 5 * time.Second, Count: 4}
+	d := net.Dialer{KeepAliveConfig: cfg.NetConfig()}
+	fmt.Println(d.KeepAliveConfig.Idle, d.KeepAliveConfig.Count)
+	// Output: 30s 4
+}

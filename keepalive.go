@@ -1,0 +1,252 @@
+// Package keepalive configures, reads back and predicts TCP keepalive on real sockets.
+//
+// TCP sends nothing on an idle connection, so a crashed peer, a broken path, a rebooted peer or
+// a NAT that silently forgot the flow all look like a healthy idle connection. TCP keepalive
+// (RFC 1122 §4.2.3.6) sends a probe after an idle time; a live peer must answer it. This package
+// sets the per-socket knobs (SO_KEEPALIVE, idle, interval, count and TCP_USER_TIMEOUT) on Linux,
+// macOS, Windows and FreeBSD, reads the effective values back where the OS allows it, validates
+// them against each OS's limits, and models exactly when a dead peer will be noticed.
+package keepalive
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"syscall"
+	"time"
+)
+
+// Config holds the per-socket liveness settings.
+//
+// A zero field means "keep what the socket already has" (for a fresh socket: the system-wide
+// default, on Linux the sysctls net.ipv4.tcp_keepalive_time/intvl/probes). Apply always turns
+// SO_KEEPALIVE on. Idle and Interval are whole seconds on every supported OS except Windows
+// (SIO_KEEPALIVE_VALS takes milliseconds); a sub-second or fractional value is rejected by
+// Validate rather than rounded.
+type Config struct {
+	// Idle is the time without any received segment before the first probe (TCP_KEEPIDLE,
+	// TCP_KEEPALIVE on macOS). Zero keeps the current value.
+	Idle time.Duration
+	// Interval is the time between unanswered probes (TCP_KEEPINTVL). Zero keeps the current value.
+	Interval time.Duration
+	// Count is the number of unanswered probes after which the peer is declared dead
+	// (TCP_KEEPCNT). Zero keeps the current value. Ignored by Linux when UserTimeout is set.
+	Count int
+	// UserTimeout bounds how long transmitted data may stay unacknowledged (TCP_USER_TIMEOUT on
+	// Linux, TCP_RXT_CONNDROPTIME on macOS, TCP_MAXRT on Windows). On Linux it also caps
+	// keepalive: the connection dies at the first probe firing where idle ≥ UserTimeout. Zero
+	// keeps the current value.
+	UserTimeout time.Duration
+}
+
+// configJSON is Config's JSON form: whole units named in the key, friendlier to scripts than
+// nanoseconds.
+type configJSON struct {
+	IdleSeconds        float64 `json:"idle_seconds"`
+	IntervalSeconds    float64 `json:"interval_seconds"`
+	Count              int     `json:"count"`
+	UserTimeoutSeconds float64 `json:"user_timeout_seconds"`
+}
+
+// MarshalJSON encodes durations as seconds: {"idle_seconds":60,"interval_seconds":10,...}.
+func (c Config) MarshalJSON() ([]byte, error) {
+	return json.Marshal(configJSON{c.Idle.Seconds(), c.Interval.Seconds(), c.Count, c.UserTimeout.Seconds()})
+}
+
+// UnmarshalJSON decodes the form MarshalJSON writes.
+func (c *Config) UnmarshalJSON(b []byte) error {
+	var j configJSON
+	if err := json.Unmarshal(b, &j); err != nil {
+		return err
+	}
+	sec := func(f float64) time.Duration { return time.Duration(f * float64(time.Second)) }
+	*c = Config{Idle: sec(j.IdleSeconds), Interval: sec(j.IntervalSeconds), Count: j.Count, UserTimeout: sec(j.UserTimeoutSeconds)}
+	return nil
+}
+
+// Settings are the effective liveness settings read back from a socket.
+type Settings struct {
+	// Enabled reports SO_KEEPALIVE.
+	Enabled bool
+	// Config holds the effective values; on Linux a value never set per socket reads back as
+	// the namespace's sysctl default. UserTimeout zero means "none".
+	Config
+}
+
+// String renders the configuration the way the CLI prints it, e.g. "idle 60s intvl 10s cnt 5 ut 90s".
+func (c Config) String() string {
+	s := fmt.Sprintf("idle %s intvl %s cnt %d", fmtDur(c.Idle), fmtDur(c.Interval), c.Count)
+	if c.UserTimeout > 0 {
+		s += " ut " + fmtDur(c.UserTimeout)
+	}
+	return s
+}
+
+// String renders the settings, "off" when SO_KEEPALIVE is disabled.
+func (s Settings) String() string {
+	if !s.Enabled {
+		if s.UserTimeout > 0 {
+			return "off, ut " + fmtDur(s.UserTimeout)
+		}
+		return "off"
+	}
+	return s.Config.String()
+}
+
+// FromNetConfig converts a net.KeepAliveConfig. Go's negative values ("disabled") map to zero
+// here ("keep the current value"); a KeepAliveConfig with Enable false yields ok == false.
+func FromNetConfig(k net.KeepAliveConfig) (cfg Config, ok bool) {
+	if k.Idle > 0 {
+		cfg.Idle = k.Idle
+	}
+	if k.Interval > 0 {
+		cfg.Interval = k.Interval
+	}
+	if k.Count > 0 {
+		cfg.Count = k.Count
+	}
+	return cfg, k.Enable
+}
+
+// NetConfig converts to a net.KeepAliveConfig usable with net.Dialer.KeepAliveConfig and
+// net.ListenConfig.KeepAliveConfig. Zero fields become -1 (Go's "leave unchanged"), and
+// UserTimeout has no counterpart there: use Control or Apply to get it.
+func (c Config) NetConfig() net.KeepAliveConfig {
+	k := net.KeepAliveConfig{Enable: true, Idle: -1, Interval: -1, Count: -1}
+	if c.Idle > 0 {
+		k.Idle = c.Idle
+	}
+	if c.Interval > 0 {
+		k.Interval = c.Interval
+	}
+	if c.Count > 0 {
+		k.Count = c.Count
+	}
+	return k
+}
+
+// ErrUnsupported is returned (wrapped in a *FieldError) when the running OS cannot set or read
+// a field. It matches errors.ErrUnsupported.
+var ErrUnsupported = errors.ErrUnsupported
+
+// FieldError reports a field that could not be applied, read or validated.
+type FieldError struct {
+	Field string // "idle", "interval", "count", "user-timeout", "keepalive"
+	Value string // the offending value as given
+	OS    string // GOOS the check was made for
+	Range string // allowed range, e.g. "1s..32767s in whole seconds"
+	Err   error  // underlying cause (syscall errno, ErrUnsupported, ...)
+	Fix   string // what to do about it, may be empty
+}
+
+func (e *FieldError) Error() string {
+	s := e.Field
+	if e.Value != "" {
+		s += " " + e.Value
+	}
+	if e.Err != nil {
+		s += ": " + e.Err.Error()
+	}
+	if e.Range != "" {
+		s += " (allowed on " + e.OS + ": " + e.Range + ")"
+	}
+	if e.Fix != "" {
+		s += "; " + e.Fix
+	}
+	return s
+}
+
+// Unwrap returns the underlying cause.
+func (e *FieldError) Unwrap() error { return e.Err }
+
+// ErrOutOfRange is the cause of a FieldError for a value outside the OS's allowed range.
+var ErrOutOfRange = errors.New("out of range")
+
+// Apply turns SO_KEEPALIVE on for conn and sets every non-zero field of cfg. conn is anything
+// with a raw socket: *net.TCPConn, *net.TCPListener, or FD(n) for a descriptor. cfg is
+// validated for the running OS first, so nothing is changed when any field is invalid.
+func Apply(conn syscall.Conn, cfg Config) error {
+	if _, err := cfg.Validate(GOOS); err != nil {
+		return err
+	}
+	rc, err := conn.SyscallConn()
+	if err != nil {
+		return fmt.Errorf("keepalive: raw conn: %w", err)
+	}
+	var serr error
+	if err := rc.Control(func(fd uintptr) { serr = applyFD(fd, cfg) }); err != nil {
+		return fmt.Errorf("keepalive: control: %w", err)
+	}
+	return serr
+}
+
+// Get reads back the effective settings of conn (Linux, macOS, FreeBSD). Windows cannot read
+// keepalive values back and returns an error matching ErrUnsupported.
+func Get(conn syscall.Conn) (Settings, error) {
+	rc, err := conn.SyscallConn()
+	if err != nil {
+		return Settings{}, fmt.Errorf("keepalive: raw conn: %w", err)
+	}
+	var s Settings
+	var serr error
+	if err := rc.Control(func(fd uintptr) { s, serr = getFD(fd) }); err != nil {
+		return Settings{}, fmt.Errorf("keepalive: control: %w", err)
+	}
+	return s, serr
+}
+
+// Control returns a function for net.Dialer.Control and net.ListenConfig.Control that applies
+// cfg to every socket before it connects or listens. Accepted connections inherit the settings
+// of a listening socket on Linux, macOS and FreeBSD.
+func Control(cfg Config) func(network, address string, c syscall.RawConn) error {
+	return func(network, address string, c syscall.RawConn) error {
+		if _, err := cfg.Validate(GOOS); err != nil {
+			return err
+		}
+		var serr error
+		if err := c.Control(func(fd uintptr) { serr = applyFD(fd, cfg) }); err != nil {
+			return err
+		}
+		return serr
+	}
+}
+
+// Dial connects like net.Dialer.DialContext with cfg applied before the connection is made.
+func Dial(ctx context.Context, network, address string, cfg Config) (net.Conn, error) {
+	d := net.Dialer{KeepAlive: -1, Control: Control(cfg)}
+	return d.DialContext(ctx, network, address)
+}
+
+// Listen listens like net.ListenConfig.Listen with cfg applied to the listening socket (and so
+// inherited by accepted connections on Linux, macOS and FreeBSD). Go's own keepalive defaults on
+// accepted connections are turned off so they do not overwrite cfg.
+func Listen(ctx context.Context, network, address string, cfg Config) (net.Listener, error) {
+	lc := net.ListenConfig{KeepAlive: -1, Control: Control(cfg)}
+	return lc.Listen(ctx, network, address)
+}
+
+// FD wraps a raw socket descriptor so Apply and Get can be used on it. The descriptor is not
+// closed or otherwise owned.
+type FD int
+
+// SyscallConn implements syscall.Conn.
+func (f FD) SyscallConn() (syscall.RawConn, error) { return fdRawConn(f), nil }
+
+type fdRawConn int
+
+func (f fdRawConn) Control(fn func(fd uintptr)) error { fn(uintptr(f)); return nil }
+func (f fdRawConn) Read(fn func(fd uintptr) bool) error {
+	return fmt.Errorf("keepalive: FD does not support Read: %w", errors.ErrUnsupported)
+}
+func (f fdRawConn) Write(fn func(fd uintptr) bool) error {
+	return fmt.Errorf("keepalive: FD does not support Write: %w", errors.ErrUnsupported)
+}
+
+func fmtDur(d time.Duration) string {
+	if d == 0 {
+		return "default"
+	}
+	return d.String()
+}

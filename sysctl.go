@@ -1,0 +1,60 @@
+package keepalive
+
+import (
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Sysctl holds the system-wide TCP settings of one Linux network namespace that decide when
+// a dead peer is noticed. They are per network namespace: a new namespace starts at the
+// kernel defaults (7200/75/9), not at the host's values.
+type Sysctl struct {
+	// NetNS is the namespace name ("" for the current one).
+	NetNS string `json:"netns,omitempty"`
+	// Keepalive holds net.ipv4.tcp_keepalive_time, _intvl and _probes.
+	Keepalive Config `json:"keepalive"`
+	// Retries2 is net.ipv4.tcp_retries2 (how long unacknowledged data is retransmitted).
+	Retries2 int `json:"retries2"`
+	// InvalidRatelimit is net.ipv4.tcp_invalid_ratelimit.
+	InvalidRatelimit time.Duration `json:"invalid_ratelimit"`
+}
+
+// SysctlKeys are the sysctl names, in the order PersistFile writes them.
+func sysctlKeys() [3]string {
+	return [3]string{"net.ipv4.tcp_keepalive_time", "net.ipv4.tcp_keepalive_intvl", "net.ipv4.tcp_keepalive_probes"}
+}
+
+// DefaultPersistPath is where PersistFile's content is written by default.
+const DefaultPersistPath = "/etc/sysctl.d/60-keepalive.conf"
+
+// SysctlLines renders cfg's non-zero fields as sysctl.conf lines.
+func SysctlLines(cfg Config) []string {
+	k := sysctlKeys()
+	var out []string
+	if cfg.Idle > 0 {
+		out = append(out, fmt.Sprintf("%s = %d", k[0], int(cfg.Idle/time.Second)))
+	}
+	if cfg.Interval > 0 {
+		out = append(out, fmt.Sprintf("%s = %d", k[1], int(cfg.Interval/time.Second)))
+	}
+	if cfg.Count > 0 {
+		out = append(out, fmt.Sprintf("%s = %d", k[2], cfg.Count))
+	}
+	return out
+}
+
+// PersistFile returns the content of a sysctl.d file that sets cfg at boot.
+func PersistFile(cfg Config) string {
+	var b strings.Builder
+	b.WriteString("# Written by keepalive sysctl set --persist.\n")
+	b.WriteString("# System-wide TCP keepalive defaults. They apply only to sockets that enable\n")
+	b.WriteString("# SO_KEEPALIVE and never set their own values: every application must still\n")
+	b.WriteString("# turn keepalive on for its sockets (or use 'keepalive enable' on running ones).\n")
+	d, _ := DetectionTime(cfg, ScenarioSilent)
+	fmt.Fprintf(&b, "# A silent peer is noticed after %s (idle + count × interval).\n", HumanDuration(d))
+	for _, l := range SysctlLines(cfg) {
+		b.WriteString(l + "\n")
+	}
+	return b.String()
+}
