@@ -148,6 +148,15 @@ func Predict(m Model) Timeline {
 	if m.Scenario == "" {
 		m.Scenario = ScenarioSilent
 	}
+	// Negative values mean nothing to the kernel; treat them as unset.
+	for _, d := range []*time.Duration{&m.Config.Idle, &m.Config.Interval, &m.Config.UserTimeout, &m.MiddleboxTimeout} {
+		if *d < 0 {
+			*d = 0
+		}
+	}
+	if m.Config.Count < 0 {
+		m.Config.Count = 0
+	}
 	c := m.Config.WithDefaults(LinuxDefaults())
 	m.Config = c
 	t := Timeline{Model: m}
@@ -204,7 +213,9 @@ func predictIdle(t *Timeline, c Config, m Model, add addFunc) {
 	probesOut := 0
 	next := c.Idle
 	slack := TimerSlack(c.Idle)
-	for next <= m.Horizon {
+	// Bounded: at most maxFirings timer firings are simulated.
+	const maxFirings = 100000
+	for i := 0; next <= m.Horizon && i < maxFirings; i++ {
 		now := next
 		elapsed := now - lastRecv
 		if m.Scenario == ScenarioNAT && breakAt > 0 && lastRecv+breakAt <= now && !hasKind(t.Events, EventMiddlebox) {

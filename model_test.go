@@ -260,3 +260,25 @@ func TestConfigJSON(t *testing.T) {
 		t.Fatalf("JSON round trip %s → %+v, %v", b, back, err)
 	}
 }
+
+// FuzzPredict: any model gives ordered events and never hangs or panics.
+func FuzzPredict(f *testing.F) {
+	f.Add(int64(2), int64(1), 3, int64(0), 0, int64(0), false)
+	f.Add(int64(400), int64(10), 3, int64(0), 2, int64(350), true)
+	f.Add(int64(-1), int64(-1), -1, int64(-5), 3, int64(-1), false)
+	f.Add(int64(1), int64(1), 127, int64(1), 1, int64(1), true)
+	f.Fuzz(func(t *testing.T, idle, intvl int64, cnt int, ut int64, sc int, mb int64, rst bool) {
+		scs := Scenarios()
+		m := Model{Config: Config{Idle: time.Duration(idle) * time.Second, Interval: time.Duration(intvl) * time.Second, Count: cnt % 1000, UserTimeout: time.Duration(ut) * time.Millisecond},
+			Enabled: true, Scenario: scs[((sc%len(scs))+len(scs))%len(scs)], MiddleboxTimeout: time.Duration(mb) * time.Second, MiddleboxRST: rst}
+		tl := Predict(m)
+		for i := 1; i < len(tl.Events); i++ {
+			if tl.Events[i].At < tl.Events[i-1].At {
+				t.Fatalf("events out of order: %+v", tl.Events)
+			}
+		}
+		if tl.Detected && tl.Error == "" {
+			t.Fatalf("detected without an error: %+v", tl)
+		}
+	})
+}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -42,7 +43,7 @@ func parseDuration(s string) (time.Duration, error) {
 		return 0, fmt.Errorf("empty duration (use e.g. 30s, 5m, 1h or a number of seconds)")
 	}
 	if f, err := strconv.ParseFloat(s, 64); err == nil {
-		if f < 0 || f > 1e9 {
+		if math.IsNaN(f) || f < 0 || f > 1e9 {
 			return 0, fmt.Errorf("duration %q out of range (0..1e9 seconds)", s)
 		}
 		return time.Duration(f * float64(time.Second)), nil
