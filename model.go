@@ -315,22 +315,37 @@ func RetransmitTimeout(retries int) time.Duration {
 func predictInFlight(t *Timeline, c Config, m Model, add addFunc) {
 	add(0, EventFault, faultText(ScenarioInFlight), 0)
 	t.Notes = append(t.Notes, "keepalive sends no probes while data is unacknowledged; only the retransmission timer can end the connection")
+	// A tail-loss probe goes out after about two RTTs (at least 10 ms) and re-arms the
+	// retransmission timer; the first RTO retransmission sets retrans_stamp, the moment from
+	// which both tcp_retries2 and TCP_USER_TIMEOUT are counted (tcp_timer.c).
+	tlp := 2 * m.RTT
+	if tlp < 10*time.Millisecond {
+		tlp = 10 * time.Millisecond
+	}
+	tlp += 10 * time.Millisecond
+	add(tlp, EventRetransmit, "tail-loss probe (does not start the give-up clock)", 0)
 	rto := tcpRTOMin + m.RTT
 	limit := RetransmitTimeout(m.Retries2)
-	why := fmt.Sprintf("tcp_retries2 = %d (%s)", m.Retries2, fmtSeconds(limit))
+	why := fmt.Sprintf("tcp_retries2 = %d (%s after the first retransmission)", m.Retries2, fmtSeconds(limit))
 	if c.UserTimeout > 0 {
 		limit = c.UserTimeout
-		why = fmt.Sprintf("TCP_USER_TIMEOUT %s", fmtSeconds(limit))
+		why = fmt.Sprintf("TCP_USER_TIMEOUT %s (counted from the first retransmission)", fmtSeconds(limit))
 	}
-	now := time.Duration(0)
-	n := 0
+	first := tlp + rto
+	add(first, EventRetransmit, fmt.Sprintf("retransmission 1 (RTO %s): the give-up clock starts", fmtSeconds(rto)), TimerSlack(rto))
+	now := first
+	n := 1
 	for i := 0; i < 1000; i++ {
-		fire := now + rto
-		if c.UserTimeout > 0 && fire > limit {
-			// tcp_clamp_rto_to_user_timeout: the last RTO is cut to the time left.
-			fire = limit
+		rto *= 2
+		if rto > tcpRTOMax {
+			rto = tcpRTOMax
 		}
-		if fire >= limit {
+		fire := now + rto
+		if c.UserTimeout > 0 && fire > first+limit {
+			// tcp_clamp_rto_to_user_timeout: the last RTO is cut to the time left.
+			fire = first + limit
+		}
+		if fire-first >= limit {
 			add(fire, EventKill, "retransmission gives up after "+why+": kernel closes the connection", TimerSlack(fire-now))
 			add(fire, EventError, "application gets ETIMEDOUT", 0)
 			t.Detected, t.Detection, t.Error = true, fire, "ETIMEDOUT"
@@ -339,10 +354,6 @@ func predictInFlight(t *Timeline, c Config, m Model, add addFunc) {
 		n++
 		add(fire, EventRetransmit, fmt.Sprintf("retransmission %d (RTO %s)", n, fmtSeconds(fire-now)), TimerSlack(fire-now))
 		now = fire
-		rto *= 2
-		if rto > tcpRTOMax {
-			rto = tcpRTOMax
-		}
 	}
 }
 

@@ -1,19 +1,349 @@
 package main
 
 import (
+	"context"
 	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"sync"
+	"time"
 
+	"github.com/keepalive-dev/keepalive"
+	"github.com/keepalive-dev/keepalive/lab"
 	"github.com/spf13/cobra"
 )
 
-// newLabCmd is a placeholder until the command lands.
+// labFlags are the options of 'keepalive lab'.
+type labFlags struct {
+	scenario    string
+	mode        string
+	idle        time.Duration
+	interval    time.Duration
+	count       int
+	userTimeout time.Duration
+	natTimeout  time.Duration
+	natExpiry   string
+	max         time.Duration
+	faultAfter  time.Duration
+	retries2    int
+	ipv6        bool
+	svg         string
+	matrix      bool
+	parallel    int
+	noProgress  bool
+}
+
 func newLabCmd(g *globalOptions) *cobra.Command {
-	return &cobra.Command{
-		Use:    "lab",
-		Short:  "not yet available",
-		Hidden: true,
+	f := &labFlags{}
+	cmd := &cobra.Command{
+		Use:   "lab",
+		Short: "Reproduce dead-peer failures in network namespaces and measure detection",
+		Long: `keepalive lab builds a small network of Linux network namespaces, starts a real
+server process and a real client connection, injects one failure and measures how
+long the client takes to learn that its peer is gone — beside what the model
+('keepalive plan') predicts. It needs root and removes everything it built when it
+ends, also on Ctrl-C; 'keepalive lab clean' removes what a killed run left behind.
+
+Scenarios (--scenario):
+  crash       the server host vanishes: all its traffic silently dropped
+  path        the router's link towards the server goes down (router topology)
+  reboot      the server forgets the connection and answers the next segment with RST
+  nat         the router's conntrack entry expires while idle (--nat-timeout,
+              --nat-expiry drop|rst; also written nat-drop / nat-rst)
+  hung        the server process is frozen (SIGSTOP): its kernel still answers probes,
+              so kernel keepalive cannot see it
+  in-flight   the server vanishes while the client has unacknowledged data: keepalive
+              sends no probes; tcp_retries2 (~15 min) or TCP_USER_TIMEOUT decides
+
+Modes (--mode):
+` + labModesHelp() + `
+
+The time from the last activity (the greeting the server answered; for in-flight the
+write the server never acknowledges) to the application's error is compared with
+the prediction; probes are counted on the wire (TcpExt TCPKeepAlive in the client
+namespace). Exit status 3 when nothing was detected within the bound.
+
+--matrix runs every scenario × mode with short settings, several at once, and prints
+one table marking where the kernel and the model disagree (exit status 3 if any do).`,
+		Example: `  # Crash with keepalive 2s/1s/3: detected after about 5 s
+  sudo keepalive lab --scenario crash --mode kernel --idle 2s --interval 1s --count 3
+
+  # A NAT that forgets the idle flow after 1 s and resets it, over IPv6, as JSON
+  sudo keepalive lab --scenario nat-rst --ipv6 --json
+
+  # Unacknowledged data: keepalive never probes, TCP_USER_TIMEOUT decides
+  sudo keepalive lab --scenario in-flight --mode user-timeout --user-timeout 3s
+
+  # Timeline picture
+  sudo keepalive lab --scenario reboot --svg reboot.svg
+
+  # Every scenario × mode in parallel, one table
+  sudo keepalive lab --matrix
+
+  # Remove what a killed run left behind
+  sudo keepalive lab clean`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return errors.New("lab is not yet available")
+			if err := linuxOnly("keepalive lab"); err != nil {
+				return err
+			}
+			if f.matrix {
+				return labMatrix(cmd.Context(), g, f, cmd.Flags().Changed)
+			}
+			return labRun(cmd.Context(), g, f)
 		},
 	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.scenario, "scenario", "crash", "failure to inject: crash, path, reboot, nat, nat-drop, nat-rst, hung, in-flight")
+	fl.StringVar(&f.mode, "mode", "kernel", "how the client detects: "+strings.Join(lab.ModeNames(), ", "))
+	fl.DurationVar(&f.idle, "idle", lab.DefaultIdle, "keepalive idle time before the first probe (whole seconds)")
+	fl.DurationVar(&f.interval, "interval", lab.DefaultInterval, "time between unanswered probes (whole seconds)")
+	fl.IntVar(&f.count, "count", lab.DefaultCount, "unanswered probes before the peer is declared dead (1..127)")
+	fl.DurationVar(&f.userTimeout, "user-timeout", 0, "TCP_USER_TIMEOUT for --mode user-timeout (default idle + interval)")
+	fl.DurationVar(&f.natTimeout, "nat-timeout", lab.DefaultNATTimeout, "conntrack established timeout of the router (nat scenario, whole seconds)")
+	fl.StringVar(&f.natExpiry, "nat-expiry", "", "what the router does with a forgotten flow: drop or rst (nat scenario; default drop)")
+	fl.DurationVar(&f.max, "max", 0, "give up after this long from the last activity (default: predicted detection + 2s, or idle + count×interval + 3s)")
+	fl.DurationVar(&f.faultAfter, "fault-after", 0, "inject the fault this long after the last activity (default 500ms, at most idle/2)")
+	fl.IntVar(&f.retries2, "retries2", 0, "net.ipv4.tcp_retries2 in the client namespace (default: keep 15)")
+	fl.BoolVar(&f.ipv6, "ipv6", false, "use IPv6 (fd00:200::/64) instead of IPv4 (10.200.0.0/16)")
+	fl.StringVar(&f.svg, "svg", "", "also draw the measured and predicted timelines to this SVG file")
+	fl.BoolVar(&f.matrix, "matrix", false, "run every scenario × mode with short settings in parallel and print one table")
+	fl.IntVar(&f.parallel, "parallel", 8, "runs at once with --matrix (1..64)")
+	fl.BoolVar(&f.noProgress, "no-progress", false, "do not print the progress line on stderr")
+	cmd.AddCommand(newLabCleanCmd(g))
+	return cmd
+}
+
+func newLabCleanCmd(g *globalOptions) *cobra.Command {
+	var all bool
+	cmd := &cobra.Command{
+		Use:   "clean",
+		Short: "Remove namespaces, interfaces and nftables tables left by killed lab runs",
+		Long: `keepalive lab clean removes what lab runs that were killed left behind: named network
+namespaces /var/run/netns/kalab-*, and interfaces and nftables tables named kalab* in
+the current namespace. Namespaces of lab processes that are still running are kept
+unless --all is given. Nothing without the kalab prefix is touched.`,
+		Example: `  sudo keepalive lab clean
+  sudo keepalive lab clean --all --json`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := linuxOnly("keepalive lab clean"); err != nil {
+				return err
+			}
+			rep, err := lab.Clean(all)
+			if g.JSON {
+				if jerr := g.printJSON(rep); jerr != nil {
+					return jerr
+				}
+				return err
+			}
+			for _, l := range rep.Removed {
+				fmt.Fprintf(g.Stdout, "removed %s\n", l)
+			}
+			for _, l := range rep.Skipped {
+				fmt.Fprintf(g.Stdout, "kept %s (lab process %d is still running; --all removes it)\n", l, l.PID)
+			}
+			if len(rep.Removed) == 0 && len(rep.Skipped) == 0 && err == nil {
+				fmt.Fprintln(g.Stdout, "nothing to clean")
+			}
+			return err
+		},
+	}
+	cmd.Flags().BoolVar(&all, "all", false, "also remove namespaces of lab processes that are still running")
+	return cmd
+}
+
+// labModesHelp lists every detector with its description.
+func labModesHelp() string {
+	var b strings.Builder
+	for _, d := range lab.Detectors() {
+		fmt.Fprintf(&b, "  %-13s %s\n", d.Name(), d.Describe())
+	}
+	return strings.TrimSuffix(b.String(), "\n")
+}
+
+// labOptions turns the flags into lab.Options, validated.
+func labOptions(f *labFlags) (lab.Options, error) {
+	sc, variant, err := lab.ParseScenario(f.scenario)
+	if err != nil {
+		return lab.Options{}, usagef("--scenario: %v", err)
+	}
+	if f.natExpiry != "" {
+		if variant != "" && variant != f.natExpiry {
+			return lab.Options{}, usagef("--nat-expiry %s contradicts --scenario %s", f.natExpiry, f.scenario)
+		}
+		variant = f.natExpiry
+	}
+	if variant != "" && sc != lab.NAT {
+		return lab.Options{}, usagef("--nat-expiry applies to the nat scenario only (got --scenario %s)", f.scenario)
+	}
+	o := lab.Options{Scenario: sc, NATOnExpiry: variant, NATTimeout: f.natTimeout, Mode: f.mode,
+		Config: keepalive.Config{Idle: f.idle, Interval: f.interval, Count: f.count, UserTimeout: f.userTimeout},
+		Max:    f.max, FaultAfter: f.faultAfter, Retries2: f.retries2, IPv6: f.ipv6}
+	if f.userTimeout != 0 && f.mode != "user-timeout" {
+		return o, usagef("--user-timeout %s needs --mode user-timeout (got --mode %s)", f.userTimeout, f.mode)
+	}
+	if f.count < 1 || f.count > 127 {
+		return o, usagef("--count %d out of range (allowed: 1..127)", f.count)
+	}
+	if f.idle <= 0 || f.interval <= 0 {
+		return o, usagef("--idle %s and --interval %s must be positive whole seconds (allowed: 1s..32767s)", f.idle, f.interval)
+	}
+	if _, err := lab.Predict(o); err != nil {
+		return o, usagef("%v", strings.TrimPrefix(err.Error(), "lab: "))
+	}
+	return o, nil
+}
+
+// labProgress prints a progress line on stderr, overwritten in place.
+type labProgress struct {
+	mu   sync.Mutex
+	w    io.Writer
+	last int
+}
+
+func (p *labProgress) show(s string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	pad := ""
+	if n := p.last - len(s); n > 0 {
+		pad = strings.Repeat(" ", n)
+	}
+	fmt.Fprintf(p.w, "\r%s%s", s, pad)
+	p.last = len(s)
+}
+
+func (p *labProgress) clear() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.last > 0 {
+		fmt.Fprintf(p.w, "\r%s\r", strings.Repeat(" ", p.last))
+		p.last = 0
+	}
+}
+
+func labRun(ctx context.Context, g *globalOptions, f *labFlags) error {
+	o, err := labOptions(f)
+	if err != nil {
+		return err
+	}
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	prog := &labProgress{w: g.Stderr}
+	if !f.noProgress {
+		o.Progress = func(p lab.Progress) {
+			prog.show(fmt.Sprintf("waiting: %.1fs elapsed / %.1fs expected (bound %s), %d probe(s) seen",
+				p.Elapsed.Seconds(), p.Expected.Seconds(), p.Max, p.Probes))
+		}
+	}
+	r, err := lab.Run(ctx, o)
+	prog.clear()
+	if err != nil {
+		if errors.Is(err, context.Canceled) {
+			return &exitError{code: exitError1, err: errors.New("lab interrupted; everything it built was removed")}
+		}
+		return err
+	}
+	if f.svg != "" {
+		if err := labWriteSVG(f.svg, r); err != nil {
+			return err
+		}
+	}
+	if g.JSON {
+		if err := g.printJSON(r); err != nil {
+			return err
+		}
+	} else if err := lab.WriteText(g.Stdout, r); err != nil {
+		return err
+	}
+	if !r.Detected {
+		return &exitError{code: exitFound}
+	}
+	return nil
+}
+
+func labWriteSVG(path string, r lab.Result) error {
+	fh, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("--svg: %w", err)
+	}
+	if err := lab.WriteSVG(fh, r); err != nil {
+		fh.Close()
+		return fmt.Errorf("--svg %s: %w", path, err)
+	}
+	if err := fh.Close(); err != nil {
+		return fmt.Errorf("--svg %s: %w", path, err)
+	}
+	return nil
+}
+
+// labMatrixOutput is the JSON of --matrix.
+type labMatrixOutput struct {
+	Results []lab.MatrixResult `json:"results"`
+	Agree   int                `json:"agree"`
+	Total   int                `json:"total"`
+	Elapsed time.Duration      `json:"elapsed"`
+}
+
+func labMatrix(ctx context.Context, g *globalOptions, f *labFlags, changed func(string) bool) error {
+	for _, n := range []string{"scenario", "mode", "nat-expiry", "svg", "fault-after"} {
+		if changed(n) {
+			return usagef("--%s cannot be combined with --matrix", n)
+		}
+	}
+	if f.parallel < 1 || f.parallel > 64 {
+		return usagef("--parallel %d out of range (allowed: 1..64)", f.parallel)
+	}
+	cfg := keepalive.Config{Idle: f.idle, Interval: f.interval, Count: f.count, UserTimeout: f.userTimeout}
+	if _, err := lab.Predict(lab.Options{Config: cfg, Max: f.max, Retries2: f.retries2}); err != nil {
+		return usagef("%v", strings.TrimPrefix(err.Error(), "lab: "))
+	}
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	prog := &labProgress{w: g.Stderr}
+	start := time.Now()
+	m := lab.MatrixOptions{Config: cfg, Parallel: f.parallel, Max: f.max, IPv6: f.ipv6, Retries2: f.retries2}
+	if !f.noProgress {
+		m.OnResult = func(done, total int, r lab.Result) {
+			prog.show(fmt.Sprintf("matrix: %d/%d runs done, %.0fs elapsed", done, total, time.Since(start).Seconds()))
+		}
+	}
+	rs, err := lab.Matrix(ctx, m)
+	prog.clear()
+	if err != nil {
+		if errors.Is(err, context.Canceled) {
+			return &exitError{code: exitError1, err: errors.New("lab matrix interrupted; everything it built was removed")}
+		}
+		return err
+	}
+	out := labMatrixOutput{Results: rs, Total: len(rs), Elapsed: time.Since(start)}
+	labErr := 0
+	for _, r := range rs {
+		if r.Err != "" {
+			labErr++
+		} else if r.Result.Agree {
+			out.Agree++
+		}
+	}
+	if g.JSON {
+		if err := g.printJSON(out); err != nil {
+			return err
+		}
+	} else {
+		if err := lab.WriteMatrix(g.Stdout, rs); err != nil {
+			return err
+		}
+		fmt.Fprintf(g.Stdout, "settings: %s; matrix took %.1fs with %d runs at once\n", cfg, out.Elapsed.Seconds(), f.parallel)
+	}
+	if labErr > 0 {
+		return &exitError{code: exitError1, err: fmt.Errorf("%d of %d lab runs failed", labErr, len(rs))}
+	}
+	if out.Agree < out.Total {
+		return &exitError{code: exitFound}
+	}
+	return nil
 }

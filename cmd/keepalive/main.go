@@ -12,9 +12,13 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/keepalive-dev/keepalive/lab"
 )
 
 func main() {
+	// The lab's server process is this binary re-executed; it must branch off before anything else.
+	lab.RunHelperIfRequested()
 	os.Exit(run(os.Args[1:]))
 }
 

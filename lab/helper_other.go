@@ -1,0 +1,5 @@
+//go:build !linux
+
+package lab
+
+func runHelper(role string) error { return ErrUnsupportedOS }

@@ -1,0 +1,169 @@
+//go:build linux
+
+package lab
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+)
+
+// netnsDir is where named namespaces are bind-mounted (iproute2's convention).
+const netnsDir = "/var/run/netns"
+
+// inNS runs fn on an OS thread that has joined ns. The thread returns to its original
+// namespace afterwards; if that fails the thread stays locked and dies with its goroutine,
+// so no other goroutine ever runs in the wrong namespace.
+func inNS(ns netns.NsHandle, fn func() error) error {
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		orig, err := netns.Get()
+		if err != nil {
+			runtime.UnlockOSThread()
+			errc <- fmt.Errorf("lab: current namespace: %w", err)
+			return
+		}
+		defer orig.Close()
+		if err := netns.Set(ns); err != nil {
+			runtime.UnlockOSThread()
+			errc <- fmt.Errorf("lab: setns: %w", err)
+			return
+		}
+		ferr := fn()
+		if err := netns.Set(orig); err != nil {
+			errc <- ferr // thread stays locked and is discarded when this goroutine ends
+			return
+		}
+		runtime.UnlockOSThread()
+		errc <- ferr
+	}()
+	return <-errc
+}
+
+// newNamedNS creates the named namespace /var/run/netns/name without moving the caller.
+func newNamedNS(name string) (netns.NsHandle, error) {
+	type res struct {
+		h   netns.NsHandle
+		err error
+	}
+	rc := make(chan res, 1)
+	go func() {
+		runtime.LockOSThread()
+		orig, err := netns.Get()
+		if err != nil {
+			runtime.UnlockOSThread()
+			rc <- res{netns.None(), fmt.Errorf("lab: current namespace: %w", err)}
+			return
+		}
+		defer orig.Close()
+		h, err := netns.NewNamed(name)
+		if serr := netns.Set(orig); serr != nil {
+			if err == nil {
+				h.Close()
+			}
+			rc <- res{netns.None(), fmt.Errorf("lab: return to original namespace: %w", serr)}
+			return // thread stays locked and dies with the goroutine
+		}
+		runtime.UnlockOSThread()
+		if err != nil {
+			// NewNamed may have left the file behind when the bind mount failed.
+			if !errors.Is(err, os.ErrExist) {
+				_ = os.Remove(filepath.Join(netnsDir, name))
+			}
+			rc <- res{netns.None(), namespaceError(name, err)}
+			return
+		}
+		rc <- res{h, nil}
+	}()
+	r := <-rc
+	return r.h, r.err
+}
+
+func namespaceError(name string, err error) error {
+	switch {
+	case errors.Is(err, os.ErrExist):
+		return fmt.Errorf("lab: namespace %s already exists (a leftover of a killed run?); run 'keepalive lab clean': %w", name, err)
+	case errors.Is(err, unix.EPERM), errors.Is(err, unix.EACCES):
+		return fmt.Errorf("%w: creating namespace %s: %v", ErrNotRoot, name, err)
+	case errors.Is(err, unix.EINVAL), errors.Is(err, unix.ENOSYS):
+		return &FeatureError{Feature: "network namespaces (CONFIG_NET_NS)", Step: "creating namespace " + name, Err: err}
+	}
+	return fmt.Errorf("lab: creating namespace %s: %w", name, err)
+}
+
+// deleteNamedNS unmounts and removes a named namespace; a missing one is not an error.
+func deleteNamedNS(name string) error {
+	p := filepath.Join(netnsDir, name)
+	if err := unix.Unmount(p, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
+		return fmt.Errorf("lab: unmount %s: %w", p, err)
+	}
+	if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("lab: remove %s: %w", p, err)
+	}
+	return nil
+}
+
+// writeSysctl writes a /proc/sys value (key like "net/ipv4/ip_forward") inside ns.
+func writeSysctl(ns netns.NsHandle, key, value string) error {
+	return inNS(ns, func() error {
+		p := filepath.Join("/proc/sys", key)
+		if err := os.WriteFile(p, []byte(value), 0o644); err != nil {
+			if errors.Is(err, os.ErrNotExist) {
+				return &FeatureError{Feature: sysctlFeature(key), Step: "setting " + strings.ReplaceAll(key, "/", ".") + "=" + value, Err: err}
+			}
+			return fmt.Errorf("lab: sysctl %s=%s: %w", strings.ReplaceAll(key, "/", "."), value, err)
+		}
+		return nil
+	})
+}
+
+func sysctlFeature(key string) string {
+	switch {
+	case strings.Contains(key, "nf_conntrack"):
+		return "connection tracking (nf_conntrack module, CONFIG_NF_CONNTRACK)"
+	case strings.Contains(key, "ipv6"):
+		return "IPv6 (CONFIG_IPV6)"
+	}
+	return "sysctl " + key
+}
+
+// counterFile is a /proc/net statistics file opened inside a namespace; it keeps showing
+// that namespace's counters however often it is re-read and from whichever thread.
+type counterFile struct{ f *os.File }
+
+func openCounters(ns netns.NsHandle, name string) (*counterFile, error) {
+	var f *os.File
+	err := inNS(ns, func() error {
+		var err error
+		f, err = os.Open(filepath.Join("/proc/thread-self/net", name))
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("lab: open /proc/net/%s in the client namespace: %w", name, err)
+	}
+	return &counterFile{f}, nil
+}
+
+// read returns the value of prefix's field (e.g. "TcpExt:", "TCPKeepAlive").
+func (c *counterFile) read(prefix, field string) (int, error) {
+	buf := make([]byte, 0, 8192)
+	tmp := make([]byte, 4096)
+	for off := int64(0); ; {
+		n, err := c.f.ReadAt(tmp, off)
+		buf = append(buf, tmp[:n]...)
+		off += int64(n)
+		if err != nil || n == 0 {
+			break
+		}
+	}
+	return parseNetstat(buf, prefix, field)
+}
+
+func (c *counterFile) Close() error { return c.f.Close() }
