@@ -1,0 +1,477 @@
+package probe
+
+import (
+	"fmt"
+	"time"
+)
+
+// ActionKind says what a [Machine] wants done next.
+type ActionKind uint8
+
+// Action kinds.
+const (
+	// ActNone: nothing to do until [Machine.Wake] or an event.
+	ActNone ActionKind = iota
+	// ActCheck: read the socket's state and report it with [Machine.SockState].
+	ActCheck
+	// ActSend: inject Action.Packet now and report with [Machine.Sent].
+	ActSend
+)
+
+// Action is what a [Machine] asks its driver to do.
+type Action struct {
+	Kind   ActionKind
+	Packet Packet
+}
+
+type phase uint8
+
+const (
+	phCheck     phase = iota // wants a fresh socket check
+	phChecking               // check handed out
+	phSend                   // packet ready
+	phSending                // packet handed out
+	phLearnWait              // learning segment sent, waiting for the local stack's answer
+	phProbeWait              // probe sent, waiting for the peer
+	phIdle                   // waiting until wake
+	phDone
+)
+
+type sendKind uint8
+
+const (
+	sendLearn sendKind = iota + 1
+	sendProbe
+)
+
+// History carries what must outlive one probe cycle of a flow: when the
+// socket and its peer were last sent a zero-length segment (rate limit).
+type History struct {
+	LastLearn time.Time // last learning segment injected into the local socket
+	LastZero  time.Time // last zero-length probe sent to the peer
+}
+
+// Machine is the probe cycle of one connection: learn sequence state →
+// probe → wait → retry at interval up to count → verdict. It does no I/O and
+// reads no clock: every method takes the current time, so the same code
+// drives the real transport ([Run]) and simulations. It is not safe for
+// concurrent use.
+//
+// A driver calls Next(now) when Wake() has passed or after an event, and
+// does what it returns: for ActCheck it reads the socket and reports with
+// SockState; for ActSend it injects Action.Packet and reports with Sent.
+// Captured segments of the flow go to Segment, ICMP errors to ICMP. Done
+// reports the verdict; Result holds it with its evidence.
+type Machine struct {
+	flow  Flow
+	cfg   Config
+	rand  func() uint32
+	start time.Time
+	end   time.Time // hard deadline
+
+	ph   phase
+	wake time.Time
+
+	// sequence state
+	known          bool
+	sndNxt, rcvNxt uint32
+	win            uint16
+	learnedBy      string
+	learnAt        time.Time
+	learnSeq       uint32
+	learnAck       uint32
+	learnSent      bool
+	learnFails     int
+	busySince      time.Time
+	final          bool
+	hist           History
+	probeAt        time.Time
+	probeSeq       uint32
+	probeAck       uint32
+	probeLen       int
+	probeSent      bool
+	pending        Packet
+	pendingKind    sendKind
+	pendingOneByte bool
+	lastCheckBusy  bool
+	lastSendErr    error
+	res            Result
+}
+
+// NewMachine starts a probe cycle for flow at now. rand supplies the random
+// SEQ/ACK of learning segments; hist is the flow's rate-limit history from
+// earlier cycles (zero for none). cfg must be valid ([Config.Validate]).
+func NewMachine(flow Flow, cfg Config, hist History, rand func() uint32, now time.Time) *Machine {
+	cfg = cfg.WithDefaults()
+	flow = flow.Normalize()
+	step := max(cfg.Interval, cfg.Spacing)
+	span := time.Duration(2*cfg.Count)*step + cfg.Timeout + time.Second
+	m := &Machine{
+		flow:  flow,
+		cfg:   cfg,
+		rand:  rand,
+		start: now,
+		end:   now.Add(span),
+		hist:  hist,
+		ph:    phCheck,
+	}
+	m.res.Flow = flow
+	return m
+}
+
+// rebase moves the start of a cycle that has not begun (still waiting for
+// its first check) to now, with its deadline: a driver admitting cycles in
+// batches does not eat into their time.
+func (m *Machine) rebase(now time.Time) {
+	if m.ph != phCheck || m.learnSent || m.probeSent {
+		return
+	}
+	m.end = now.Add(m.end.Sub(m.start))
+	m.start = now
+}
+
+// Flow returns the machine's flow (normalized).
+func (m *Machine) Flow() Flow { return m.flow }
+
+// Done reports whether the verdict is known.
+func (m *Machine) Done() bool { return m.ph == phDone }
+
+// Result returns the result; its Verdict is [Pending] until Done.
+func (m *Machine) Result() Result { return m.res }
+
+// History returns the rate-limit history to carry into the next cycle.
+func (m *Machine) History() History { return m.hist }
+
+// Wake returns when [Machine.Next] must be called again absent events.
+func (m *Machine) Wake() time.Time {
+	switch m.ph {
+	case phCheck, phSend:
+		return m.start // due now
+	case phLearnWait:
+		return minTime(m.learnAt.Add(m.learnTimeout()), m.end)
+	case phProbeWait:
+		return minTime(m.probeAt.Add(m.cfg.Timeout), m.end)
+	case phIdle:
+		return minTime(m.wake, m.end)
+	case phChecking, phSending:
+		return m.end
+	}
+	return time.Time{}
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
+}
+
+func (m *Machine) learnTimeout() time.Duration {
+	return min(m.cfg.Timeout, max(m.cfg.Spacing, 50*time.Millisecond))
+}
+
+// Next advances timers to now and returns what to do.
+func (m *Machine) Next(now time.Time) Action {
+	m.tick(now)
+	switch m.ph {
+	case phCheck:
+		m.ph = phChecking
+		return Action{Kind: ActCheck}
+	case phSend:
+		m.ph = phSending
+		return Action{Kind: ActSend, Packet: m.pending}
+	}
+	return Action{}
+}
+
+func (m *Machine) tick(now time.Time) {
+	if m.ph == phDone {
+		return
+	}
+	if !now.Before(m.end) && m.ph != phChecking && m.ph != phSending {
+		m.finishTimeout(now)
+		return
+	}
+	switch m.ph {
+	case phLearnWait:
+		if !now.Before(m.learnAt.Add(m.learnTimeout())) {
+			m.learnFails++
+			if m.learnFails >= m.cfg.Count {
+				m.final = true // one last check: gone, or unknown
+				m.ph = phCheck
+				return
+			}
+			m.ph = phIdle
+			m.wake = m.hist.LastLearn.Add(m.cfg.Spacing)
+			m.tick(now)
+		}
+	case phProbeWait:
+		if !now.Before(m.probeAt.Add(m.cfg.Timeout)) {
+			if m.res.Probes >= m.cfg.Count {
+				m.finishSilent(now)
+				return
+			}
+			m.ph = phIdle
+			m.wake = m.probeAt.Add(m.cfg.Interval)
+			m.tick(now)
+		}
+	case phIdle:
+		if !now.Before(m.wake) {
+			m.ph = phCheck
+		}
+	}
+}
+
+// SockState reports the result of an [ActCheck].
+func (m *Machine) SockState(now time.Time, st SockState) {
+	if m.ph != phChecking {
+		return
+	}
+	switch {
+	case !st.Found:
+		m.finish(now, Gone, "local socket no longer exists")
+		return
+	case !st.Established:
+		s := st.State
+		if s == "" {
+			s = "not ESTABLISHED"
+		}
+		m.finish(now, Gone, "local socket is "+s)
+		return
+	}
+	busy := st.Busy()
+	m.lastCheckBusy = busy
+	if busy {
+		m.res.Busy = true
+	}
+	if m.final {
+		m.finish(now, Unknown, fmt.Sprintf("the local stack did not answer %d learning segments", m.learnFails))
+		return
+	}
+	if !m.known {
+		if busy {
+			// Never inject into a busy socket: wait for its own segments.
+			if m.busySince.IsZero() {
+				m.busySince = now
+			}
+			if now.Sub(m.busySince) >= max(time.Duration(m.cfg.Count)*m.cfg.Interval, m.cfg.Spacing) {
+				m.finish(now, Unknown, "connection busy and none of its segments seen; not probed")
+				return
+			}
+			m.idleUntil(now, now.Add(min(m.cfg.Interval, m.cfg.Spacing)))
+			return
+		}
+		if !m.hist.LastLearn.IsZero() && now.Sub(m.hist.LastLearn) < m.cfg.Spacing {
+			m.idleUntil(now, m.hist.LastLearn.Add(m.cfg.Spacing))
+			return
+		}
+		m.pending = Packet{
+			Src: m.flow.Remote, Dst: m.flow.Local,
+			Seq: m.rand(), Ack: m.rand(), Window: 65535, ToLocal: true,
+		}
+		m.pendingKind = sendLearn
+		m.ph = phSend
+		return
+	}
+	oneByte := false
+	if !m.zeroAllowed(now) {
+		if busy {
+			m.idleUntil(now, m.hist.LastZero.Add(m.cfg.Spacing))
+			return
+		}
+		oneByte = true
+	}
+	m.setProbe(oneByte)
+}
+
+// zeroAllowed reports whether a zero-length probe now would be answered:
+// the peer answers at most one per tcp_invalid_ratelimit.
+func (m *Machine) zeroAllowed(now time.Time) bool {
+	return m.hist.LastZero.IsZero() || now.Sub(m.hist.LastZero) >= m.cfg.Spacing
+}
+
+// setProbe readies the probe. oneByte must only be set right after a check
+// that found the socket with nothing in flight or unsent.
+func (m *Machine) setProbe(oneByte bool) {
+	p := Packet{Src: m.flow.Local, Dst: m.flow.Remote, Seq: m.sndNxt - 1, Ack: m.rcvNxt, Window: m.win}
+	if oneByte {
+		// Byte SND.NXT-1 is acknowledged (the socket has nothing in flight,
+		// so SND.UNA = SND.NXT ≥ the learned value): the peer treats it as a
+		// duplicate, answers with a D-SACK and delivers nothing.
+		p.Payload = []byte{0}
+	}
+	m.pending = p
+	m.pendingKind = sendProbe
+	m.pendingOneByte = oneByte
+	m.ph = phSend
+}
+
+func (m *Machine) idleUntil(now, t time.Time) {
+	m.ph = phIdle
+	m.wake = t
+	m.tick(now)
+}
+
+// Sent reports that the packet of an [ActSend] was injected at now (err is
+// the injection error, if any; a failed probe still counts as sent).
+func (m *Machine) Sent(now time.Time, err error) {
+	if m.ph != phSending {
+		return
+	}
+	m.lastSendErr = err
+	switch m.pendingKind {
+	case sendLearn:
+		m.learnAt = now
+		m.learnSeq, m.learnAck = m.pending.Seq, m.pending.Ack
+		m.learnSent = true
+		m.hist.LastLearn = now
+		m.ph = phLearnWait
+	case sendProbe:
+		m.probeAt = now
+		m.probeSeq, m.probeAck, m.probeLen = m.pending.Seq, m.pending.Ack, len(m.pending.Payload)
+		m.probeSent = true
+		m.res.Probes++
+		if m.pendingOneByte {
+			m.res.OneByte++
+		} else {
+			m.hist.LastZero = now
+		}
+		m.ph = phProbeWait
+	}
+}
+
+func seqAfter(a, b uint32) bool { return int32(a-b) > 0 }
+
+// Segment feeds a captured TCP segment of this flow; outbound is true for
+// the local socket's direction (local → remote).
+func (m *Machine) Segment(now time.Time, w Wire, outbound bool) {
+	if m.ph == phDone || w.ICMP {
+		return
+	}
+	if outbound {
+		if m.probeSent && w.Seq == m.probeSeq && w.Ack == m.probeAck && w.Len == m.probeLen && w.Flags&(FlagRST|FlagSYN|FlagFIN) == 0 {
+			return // our own probe
+		}
+		if w.Flags&FlagACK == 0 || w.Flags&FlagRST != 0 {
+			return // nothing to learn; a local RST shows up as gone at the next check
+		}
+		snd := w.Seq + uint32(w.Len)
+		if w.Flags&(FlagSYN) != 0 {
+			snd++
+		}
+		if w.Flags&FlagFIN != 0 {
+			snd++
+		}
+		if !m.known || seqAfter(snd, m.sndNxt) {
+			m.sndNxt = snd
+		}
+		if !m.known || seqAfter(w.Ack, m.rcvNxt) {
+			m.rcvNxt = w.Ack
+		}
+		m.win = w.Window
+		if !m.known {
+			m.known = true
+			m.learnedBy = "passive"
+			if m.ph == phLearnWait {
+				m.learnedBy = "injection"
+			}
+		}
+		if m.ph == phLearnWait {
+			// The local stack just answered, so the socket is there. A
+			// zero-length probe is safe whatever the socket's state (its SEQ
+			// is old data: the peer cannot accept anything from it), so it
+			// goes out at once; the 1-byte form needs a fresh check first.
+			if m.zeroAllowed(now) {
+				m.setProbe(false)
+			} else {
+				m.ph = phCheck
+			}
+		}
+		return
+	}
+	if m.learnSent && w.Seq == m.learnSeq && w.Ack == m.learnAck && w.Len == 0 && w.Flags&FlagRST == 0 {
+		return // our own learning segment
+	}
+	from := m.flow.Remote.Addr()
+	if w.Flags&FlagRST != 0 {
+		what := fmt.Sprintf("RST seq=%d", w.Seq)
+		if m.known && w.Seq == m.rcvNxt {
+			what = "RST seq=RCV.NXT"
+		} else if m.known {
+			what = fmt.Sprintf("RST seq=%d (RCV.NXT %d)", w.Seq, m.rcvNxt)
+		}
+		ev := what + " from " + from.String()
+		if !m.probeSent {
+			ev += " (answer to the local stack's duplicate ACK)"
+		}
+		m.finish(now, Reset, ev)
+		return
+	}
+	if m.probeSent {
+		m.res.RTT = now.Sub(m.probeAt)
+		ev := fmt.Sprintf("ACK seq=%d ack=%d from %s", w.Seq, w.Ack, from)
+		if m.known && w.Ack == m.sndNxt && w.Seq == m.rcvNxt {
+			ev = "ACK seq=RCV.NXT ack=SND.NXT from " + from.String()
+		}
+		if m.ph != phProbeWait {
+			ev += " (late)"
+		}
+		if w.Len > 0 {
+			ev = fmt.Sprintf("data (%d bytes) from %s", w.Len, from)
+		}
+		m.finish(now, Alive, ev)
+	}
+}
+
+// ICMP feeds an ICMP destination unreachable quoting this flow's outgoing
+// segment. It is recorded and otherwise treated like silence.
+func (m *Machine) ICMP(now time.Time, w Wire) {
+	if m.ph == phDone {
+		return
+	}
+	m.res.ICMP = w.Reason + " from " + w.From.String()
+}
+
+func (m *Machine) finishSilent(now time.Time) {
+	ev := fmt.Sprintf("no answer to %d probes", m.res.Probes)
+	if m.res.Probes == 1 {
+		ev = "no answer to 1 probe"
+	}
+	if m.lastSendErr != nil {
+		ev += "; last send failed: " + m.lastSendErr.Error()
+	}
+	if m.res.ICMP != "" {
+		m.finish(now, Unreachable, m.res.ICMP+"; "+ev)
+		return
+	}
+	m.finish(now, Dead, ev)
+}
+
+func (m *Machine) finishTimeout(now time.Time) {
+	if m.res.Probes > 0 {
+		m.finishSilent(now)
+		return
+	}
+	switch {
+	case m.lastCheckBusy && !m.known:
+		m.finish(now, Unknown, "connection busy and none of its segments seen; not probed")
+	case !m.known:
+		m.finish(now, Unknown, "sequence numbers not learned")
+	default:
+		m.finish(now, Unknown, "no probe could be sent in time")
+	}
+}
+
+func (m *Machine) finish(now time.Time, v Verdict, evidence string) {
+	m.ph = phDone
+	m.res.Verdict = v
+	m.res.Evidence = evidence
+	m.res.Elapsed = now.Sub(m.start)
+	if m.known {
+		m.res.Learned = m.learnedBy
+		m.res.SndNxt, m.res.RcvNxt = m.sndNxt, m.rcvNxt
+	}
+	if v != Alive {
+		m.res.RTT = 0
+	}
+}

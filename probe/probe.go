@@ -1,0 +1,291 @@
+// Package probe sends real RFC 1122 keepalive probes to established TCP
+// connections from user space, without touching the processes that own them,
+// and classifies the answers.
+//
+// The technique (verified on Linux 6.x):
+//
+//  1. Learn the local socket's SND.NXT and RCV.NXT. While the socket has
+//     nothing in flight and nothing unsent, a zero-length ACK that claims to
+//     come from the peer, with a random SEQ/ACK, is injected into the local
+//     stack; the kernel answers at once with a duplicate ACK
+//     <SEQ=SND.NXT, ACK=RCV.NXT>, which a packet capture sees leaving. A busy
+//     socket is never injected into: its own segments reveal both numbers.
+//  2. Send the peer the keepalive probe <SEQ=SND.NXT-1, ACK=RCV.NXT, ACK>.
+//     A live peer answers with an ACK within one round trip; a peer that
+//     forgot the connection answers RST with SEQ=RCV.NXT, which the local
+//     kernel accepts and tears the socket down by itself (its owner sees
+//     ECONNRESET).
+//
+// The per-connection logic is a pure state machine ([Machine]) with the clock
+// injected; [Run] drives many machines over any [Transport] with a paced send
+// loop. On Linux, [New] opens the real transport: one AF_PACKET capture with a
+// kernel BPF filter and one raw injection socket per address family.
+package probe
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"time"
+)
+
+// Defaults used when a [Config] field is zero.
+const (
+	DefaultCount    = 3
+	DefaultInterval = time.Second
+	// DefaultSpacing is the minimum time between two zero-length segments
+	// that one socket must answer. Linux answers out-of-window segments at
+	// most once per net.ipv4.tcp_invalid_ratelimit (500 ms) per socket.
+	DefaultSpacing = 600 * time.Millisecond
+	// DefaultRate is the default number of packets per second injected.
+	DefaultRate = 100000
+)
+
+// Limits enforced by [Config.Validate].
+const (
+	MaxCount    = 1000
+	MinInterval = time.Millisecond
+	MaxInterval = time.Hour
+	MaxRate     = 10_000_000
+)
+
+// Flow identifies one TCP connection from the point of view of the local
+// socket. IPv4-mapped IPv6 addresses are treated as IPv4 (that is what the
+// connection uses on the wire).
+type Flow struct {
+	Local  netip.AddrPort `json:"local"`
+	Remote netip.AddrPort `json:"remote"`
+}
+
+// Normalize returns f with IPv4-mapped IPv6 addresses unmapped and zones dropped.
+func (f Flow) Normalize() Flow {
+	return Flow{
+		Local:  netip.AddrPortFrom(f.Local.Addr().Unmap().WithZone(""), f.Local.Port()),
+		Remote: netip.AddrPortFrom(f.Remote.Addr().Unmap().WithZone(""), f.Remote.Port()),
+	}
+}
+
+// Valid reports whether both ends are set, of the same family, with non-zero ports.
+func (f Flow) Valid() bool {
+	n := f.Normalize()
+	return n.Local.IsValid() && n.Remote.IsValid() && n.Local.Port() != 0 && n.Remote.Port() != 0 &&
+		n.Local.Addr().Is4() == n.Remote.Addr().Is4()
+}
+
+// String formats the flow as "local -> remote".
+func (f Flow) String() string { return f.Local.String() + " -> " + f.Remote.String() }
+
+// Verdict is the outcome of probing one connection.
+type Verdict uint8
+
+// Verdicts. Unreachable counts as [Dead] for every decision (as the kernel
+// treats ICMP errors as soft errors), but names the evidence.
+const (
+	// Pending means no verdict yet.
+	Pending Verdict = iota
+	// Alive means the peer answered a probe.
+	Alive
+	// Reset means the peer answered with RST: it forgot the connection.
+	Reset
+	// Unreachable means no answer to any probe, and an ICMP destination
+	// unreachable came back for the flow.
+	Unreachable
+	// Dead means no answer to any of the probes.
+	Dead
+	// Gone means the local socket disappeared or left ESTABLISHED meanwhile.
+	Gone
+	// Unknown means the connection could not be probed (sequence numbers
+	// never learned, for example a busy connection whose segments were never
+	// seen).
+	Unknown
+)
+
+var verdictNames = [...]string{"pending", "alive", "reset", "unreachable", "dead", "gone", "unknown"}
+
+// String returns the verdict's lower-case name.
+func (v Verdict) String() string {
+	if int(v) < len(verdictNames) {
+		return verdictNames[v]
+	}
+	return fmt.Sprintf("verdict(%d)", uint8(v))
+}
+
+// MarshalText implements encoding.TextMarshaler.
+func (v Verdict) MarshalText() ([]byte, error) { return []byte(v.String()), nil }
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (v *Verdict) UnmarshalText(b []byte) error {
+	for i, n := range verdictNames {
+		if n == string(b) {
+			*v = Verdict(i)
+			return nil
+		}
+	}
+	return fmt.Errorf("unknown verdict %q (want one of alive, reset, unreachable, dead, gone, unknown)", b)
+}
+
+// Dead reports whether the verdict means the peer is not there: dead or unreachable.
+func (v Verdict) Dead() bool { return v == Dead || v == Unreachable }
+
+// Failed reports whether the verdict means the peer is gone: dead, unreachable or reset.
+func (v Verdict) Failed() bool { return v.Dead() || v == Reset }
+
+// Config controls one probe cycle.
+type Config struct {
+	// Count is the number of probes sent before declaring the peer dead (default 3).
+	Count int
+	// Interval is the time between probes (default 1 s).
+	Interval time.Duration
+	// Timeout is how long to wait for an answer to each probe (default Interval).
+	Timeout time.Duration
+	// Spacing is the minimum time between two zero-length segments one socket
+	// must answer (default 600 ms, above Linux's tcp_invalid_ratelimit).
+	// When a retry would come sooner and the local socket has no
+	// unacknowledged or unsent data, the 1-byte probe is used instead.
+	Spacing time.Duration
+}
+
+// WithDefaults fills zero fields with the defaults.
+func (c Config) WithDefaults() Config {
+	if c.Count == 0 {
+		c.Count = DefaultCount
+	}
+	if c.Interval == 0 {
+		c.Interval = DefaultInterval
+	}
+	if c.Timeout == 0 {
+		c.Timeout = c.Interval
+	}
+	if c.Spacing == 0 {
+		c.Spacing = DefaultSpacing
+	}
+	return c
+}
+
+// Validate checks c (after defaults) and names the bad value and the allowed range.
+func (c Config) Validate() error {
+	c = c.WithDefaults()
+	if c.Count < 1 || c.Count > MaxCount {
+		return fmt.Errorf("probe count %d out of range 1..%d", c.Count, MaxCount)
+	}
+	if c.Interval < MinInterval || c.Interval > MaxInterval {
+		return fmt.Errorf("probe interval %v out of range %v..%v", c.Interval, MinInterval, MaxInterval)
+	}
+	if c.Timeout < MinInterval || c.Timeout > MaxInterval {
+		return fmt.Errorf("probe timeout %v out of range %v..%v", c.Timeout, MinInterval, MaxInterval)
+	}
+	if c.Spacing < 0 || c.Spacing > MaxInterval {
+		return fmt.Errorf("probe spacing %v out of range 0..%v", c.Spacing, MaxInterval)
+	}
+	return nil
+}
+
+// SockState is a fresh view of the local socket, read right before injecting.
+type SockState struct {
+	// Found is false when no socket with the flow's exact identity exists.
+	Found bool
+	// Established is true when the socket is in TCP_ESTABLISHED.
+	Established bool
+	// State names the TCP state (for evidence when not established).
+	State string
+	// Unacked is tcp_info's tcpi_unacked (segments in flight).
+	Unacked uint32
+	// NotSent is tcp_info's tcpi_notsent_bytes (queued, never sent).
+	NotSent uint32
+}
+
+// Busy reports whether the socket has data in flight or unsent. Busy sockets
+// are never injected into and never get the 1-byte probe.
+func (s SockState) Busy() bool { return s.Unacked != 0 || s.NotSent != 0 }
+
+// Checker reads the current state of local sockets. Implementations look
+// each flow up by exact identity (for example via sock_diag); the result has
+// one entry per flow, in order.
+type Checker interface {
+	Check(ctx context.Context, flows []Flow) ([]SockState, error)
+}
+
+// CheckFunc adapts a function to [Checker].
+type CheckFunc func(ctx context.Context, flows []Flow) ([]SockState, error)
+
+// Check calls f.
+func (f CheckFunc) Check(ctx context.Context, flows []Flow) ([]SockState, error) {
+	return f(ctx, flows)
+}
+
+// Packet is one TCP segment to inject: a pure ACK, optionally with payload.
+type Packet struct {
+	Src, Dst netip.AddrPort
+	Seq, Ack uint32
+	Window   uint16
+	Payload  []byte
+	// ToLocal marks the learning segment, injected into the local stack as if
+	// it came from the peer.
+	ToLocal bool
+}
+
+// TCP flag bits in [Wire.Flags].
+const (
+	FlagFIN uint8 = 1 << iota
+	FlagSYN
+	FlagRST
+	FlagPSH
+	FlagACK
+)
+
+// Wire is one captured packet relevant to probing: a TCP segment, or an ICMP
+// destination unreachable quoting a TCP segment (then Src/Dst are the quoted
+// segment's, that is the local socket's outgoing direction).
+type Wire struct {
+	At       time.Time
+	Src, Dst netip.AddrPort
+	Seq, Ack uint32
+	Flags    uint8
+	Window   uint16
+	Len      int
+	// ICMP is set for a destination unreachable; From is its sender and
+	// Reason the human-readable code.
+	ICMP   bool
+	From   netip.Addr
+	Reason string
+}
+
+// Transport injects packets and delivers captured ones.
+type Transport interface {
+	// Inject sends p.
+	Inject(p Packet) error
+	// Packets delivers captured packets until the transport is closed.
+	Packets() <-chan Wire
+}
+
+// Result is the verdict for one flow, with its evidence.
+type Result struct {
+	Flow    Flow    `json:"flow"`
+	Verdict Verdict `json:"verdict"`
+	// RTT is the time from the answered probe to its answer (alive only).
+	RTT time.Duration `json:"rtt_ns,omitempty"`
+	// Probes is the number of probes sent; OneByte how many were the 1-byte form.
+	Probes  int `json:"probes"`
+	OneByte int `json:"one_byte,omitempty"`
+	// Busy is true when the socket had data in flight or unsent at some
+	// check; it was then only probed with the zero-length form and learned
+	// passively.
+	Busy bool `json:"busy,omitempty"`
+	// Learned says how SND.NXT/RCV.NXT were learned: "injection" or "passive".
+	Learned string `json:"learned,omitempty"`
+	SndNxt  uint32 `json:"snd_nxt,omitempty"`
+	RcvNxt  uint32 `json:"rcv_nxt,omitempty"`
+	// Evidence is a short human-readable account, e.g. "RST seq=RCV.NXT from 10.200.1.2".
+	Evidence string `json:"evidence"`
+	// ICMP names an ICMP destination unreachable seen for the flow, if any.
+	ICMP string `json:"icmp,omitempty"`
+	// Elapsed is the time from the start of the cycle to the verdict.
+	Elapsed time.Duration `json:"elapsed_ns"`
+}
+
+// ErrNotLinux is returned by [New] on systems other than Linux.
+var ErrNotLinux = errors.New("keepalive probe works on Linux only (it needs raw sockets and AF_PACKET)")
+
+// ErrPermission is wrapped by [New] when raw sockets cannot be opened.
+var ErrPermission = errors.New("probing needs CAP_NET_RAW (run as root)")

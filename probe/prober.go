@@ -1,0 +1,86 @@
+package probe
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+)
+
+// NewOptions configure [New].
+type NewOptions struct {
+	// Netns, when set, names the network namespace (a name under
+	// /var/run/netns, or a path) in which the capture and the injection
+	// sockets are opened. The probed connections must live there.
+	Netns string
+	// Checker reads the local sockets right before every injection. Required.
+	Checker Checker
+}
+
+// filterTransport is a Transport whose capture can be narrowed to flows.
+type filterTransport interface {
+	Transport
+	setFlows(flows []Flow) error
+	Close() error
+}
+
+// Prober probes connections on this host: one capture and one injection
+// socket per address family, reused by every call to [Prober.Probe]. It
+// remembers each flow's rate-limit history between calls. Calls to Probe are
+// serialized.
+type Prober struct {
+	mu   sync.Mutex
+	tr   filterTransport
+	chk  Checker
+	hist map[Flow]History
+	own  map[ownKey]time.Time
+}
+
+// New opens the capture and injection sockets. It needs CAP_NET_RAW (the
+// error then wraps [ErrPermission]) and works on Linux only ([ErrNotLinux]).
+func New(opts NewOptions) (*Prober, error) {
+	if opts.Checker == nil {
+		return nil, errors.New("probe.New: a Checker is required (it re-reads each socket before injecting)")
+	}
+	tr, err := newTransport(opts.Netns)
+	if err != nil {
+		return nil, err
+	}
+	return &Prober{tr: tr, chk: opts.Checker, hist: map[Flow]History{}, own: map[ownKey]time.Time{}}, nil
+}
+
+// Probe runs one probe cycle on every flow (see [Run]) and returns the
+// results in the order of flows; emit, when non-nil, receives each result as
+// soon as it is known.
+func (p *Prober) Probe(ctx context.Context, flows []Flow, opt Options, emit func(Result)) ([]Result, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.tr == nil {
+		return nil, errors.New("probe: Prober is closed")
+	}
+	norm := make([]Flow, len(flows))
+	for i, f := range flows {
+		norm[i] = f.Normalize()
+	}
+	if err := p.tr.setFlows(norm); err != nil {
+		return nil, err
+	}
+	defer p.tr.setFlows(nil) // stop capturing between runs
+	if opt.History == nil {
+		opt.History = p.hist
+	}
+	opt.own = p.own
+	return Run(ctx, flows, opt, p.tr, p.chk, emit)
+}
+
+// Close releases the sockets.
+func (p *Prober) Close() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.tr == nil {
+		return nil
+	}
+	err := p.tr.Close()
+	p.tr = nil
+	return err
+}
