@@ -1,0 +1,54 @@
+//go:build !linux
+
+package host
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+
+	"github.com/keepalive-dev/keepalive"
+)
+
+func errLinuxOnly(what string) error {
+	return fmt.Errorf("host: %s works on Linux only (sock_diag, /proc, pidfd_getfd); this is %s: %w", what, runtime.GOOS, ErrUnsupported)
+}
+
+// List works on Linux only.
+func List(ctx context.Context, opt ListOptions) ([]Socket, error) {
+	return nil, errLinuxOnly("listing sockets")
+}
+
+// Walk works on Linux only.
+func Walk(ctx context.Context, opt ListOptions, fn func(*Socket) error) error {
+	return errLinuxOnly("listing sockets")
+}
+
+// Lookup works on Linux only.
+func Lookup(ctx context.Context, s Socket) (Socket, error) {
+	return Socket{}, errLinuxOnly("socket lookup")
+}
+
+// ReadSettings works on Linux only.
+func ReadSettings(ctx context.Context, s Socket) (keepalive.Settings, Owner, error) {
+	return keepalive.Settings{}, Owner{}, errLinuxOnly("reading another process's socket")
+}
+
+// Destroy works on Linux only.
+func Destroy(ctx context.Context, s Socket) error {
+	return errLinuxOnly("destroying sockets")
+}
+
+// Retrofit works on Linux only; every result carries the error.
+func Retrofit(ctx context.Context, socks []Socket, cfg keepalive.Config, opt RetrofitOptions) []RetrofitResult {
+	out := make([]RetrofitResult, len(socks))
+	for i := range socks {
+		out[i] = RetrofitResult{Socket: socks[i], Err: errLinuxOnly("retrofitting sockets")}
+	}
+	return out
+}
+
+// NetNSNames works on Linux only.
+func NetNSNames() ([]string, error) {
+	return nil, errLinuxOnly("listing network namespaces")
+}
