@@ -335,24 +335,29 @@ func predictInFlight(t *Timeline, c Config, m Model, add addFunc) {
 	add(first, EventRetransmit, fmt.Sprintf("retransmission 1 (RTO %s): the give-up clock starts", fmtSeconds(rto)), TimerSlack(rto))
 	now := first
 	n := 1
+	// The kernel compares real elapsed time at each firing, and each retransmission timer
+	// fires on average half a timer-wheel granule late; that lateness decides whether the
+	// firing at the nominal tcp_retries2 bound already gives up (it is 0.2 s short of it with
+	// a 200 ms RTO). So retransmission firings are placed at their expected time.
 	for i := 0; i < 1000; i++ {
 		rto *= 2
 		if rto > tcpRTOMax {
 			rto = tcpRTOMax
 		}
-		fire := now + rto
-		if c.UserTimeout > 0 && fire > first+limit {
+		wait := rto
+		if c.UserTimeout > 0 && now+wait > first+limit {
 			// tcp_clamp_rto_to_user_timeout: the last RTO is cut to the time left.
-			fire = first + limit
+			wait = first + limit - now
 		}
+		fire := now + wait + TimerSlack(wait)/2
 		if fire-first >= limit {
-			add(fire, EventKill, "retransmission gives up after "+why+": kernel closes the connection", TimerSlack(fire-now))
+			add(fire, EventKill, "retransmission gives up after "+why+": kernel closes the connection", TimerSlack(wait)/2)
 			add(fire, EventError, "application gets ETIMEDOUT", 0)
 			t.Detected, t.Detection, t.Error = true, fire, "ETIMEDOUT"
 			return
 		}
 		n++
-		add(fire, EventRetransmit, fmt.Sprintf("retransmission %d (RTO %s)", n, fmtSeconds(fire-now)), TimerSlack(fire-now))
+		add(fire, EventRetransmit, fmt.Sprintf("retransmission %d (RTO %s)", n, fmtSeconds(rto)), TimerSlack(wait)/2)
 		now = fire
 	}
 }

@@ -20,11 +20,44 @@ func (probeDetector) Describe() string {
 	return "user-space keepalive probes (keepalive probe): a cycle of count probes, interval apart, every idle period"
 }
 
-// Predict: same timing as the kernel's keepalive with the same idle/interval/count.
+// Predict: same timing as the kernel's keepalive with the same idle/interval/count. Unlike
+// the kernel, the prober also probes a connection with data in flight: it learns the sequence
+// numbers from the next segment the connection sends (a retransmission) after idle, then
+// sends count zero-length probes interval apart.
 func (probeDetector) Predict(in PredictInput) keepalive.Timeline {
 	in.Model.Enabled = true
 	in.Model.Config.UserTimeout = 0
-	return PredictKernel(in)
+	k := PredictKernel(in)
+	if in.Scenario != InFlight {
+		return k
+	}
+	c := in.Model.Config.WithDefaults(keepalive.LinuxDefaults())
+	t := keepalive.Timeline{Model: k.Model}
+	learn := time.Duration(-1)
+	for _, e := range k.Events {
+		if e.Kind == keepalive.EventRetransmit && e.At >= c.Idle {
+			learn = e.At
+			break
+		}
+		if e.Kind != keepalive.EventKill && e.Kind != keepalive.EventError {
+			t.Events = append(t.Events, e)
+		}
+	}
+	det := learn + time.Duration(c.Count)*c.Interval
+	if learn < 0 || (k.Detected && k.Detection <= det) {
+		return k
+	}
+	t.Events = append(t.Events, keepalive.Event{At: learn, Kind: keepalive.EventRetransmit,
+		Detail: "a retransmission seen on the capture: sequence numbers learned without injecting"})
+	for i := 0; i < c.Count; i++ {
+		t.Events = append(t.Events, keepalive.Event{At: learn + time.Duration(i)*c.Interval, Kind: keepalive.EventProbe,
+			Detail: fmt.Sprintf("user-space probe %d (zero-length, the connection is busy)", i+1)})
+	}
+	t.Events = append(t.Events, keepalive.Event{At: det, Kind: keepalive.EventKill,
+		Detail: fmt.Sprintf("no answer to %d probes: verdict dead", c.Count)})
+	t.Detected, t.Detection, t.Latest, t.Probes = true, det, det, c.Count
+	t.Notes = append(t.Notes, "user-space probes work with data in flight, where kernel keepalive never probes")
+	return t
 }
 
 func (probeDetector) Attach(ctx context.Context, s *Session) (func(), error) {

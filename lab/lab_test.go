@@ -90,7 +90,7 @@ func TestPredictions(t *testing.T) {
 		{Options{Scenario: NAT, NATOnExpiry: "rst", Mode: "kernel"}, true, 2*time.Second + 100*time.Microsecond, "ECONNRESET"},
 		{Options{Scenario: Hung, Mode: "kernel"}, false, 0, ""},
 		{Options{Scenario: Hung, Mode: "none"}, false, 0, ""},
-		{Options{Scenario: InFlight, Mode: "user-timeout"}, true, 3220100 * time.Microsecond, "ETIMEDOUT"}, // clock starts at the first RTO retransmission
+		{Options{Scenario: InFlight, Mode: "user-timeout"}, true, 3224100 * time.Microsecond, "ETIMEDOUT"}, // clock starts at the first RTO retransmission
 	}
 	for _, c := range cases {
 		c.o.Config = cfg
