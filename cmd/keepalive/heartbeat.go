@@ -137,9 +137,11 @@ the server stops answering while its TCP stack stays up, which kernel keepalive 
 	}
 	f := cmd.Flags()
 	f.StringVar(&listen, "listen", "", "address to listen on, e.g. 127.0.0.1:7000 or :0")
-	f.DurationVar(&tm, "time", 30*time.Second, "PING a silent client after this long without reading (10ms..24h)")
-	f.DurationVar(&tout, "timeout", 20*time.Second, "declare a client dead when nothing arrives this long after a PING (10ms..24h)")
-	f.DurationVar(&minTime, "min-time", 0, "shortest allowed interval between a client's PINGs, 0 = any (enforcement, 2 strikes then GOAWAY)")
+	tm = 30 * time.Second
+	f.Var(newDurationValue(&tm), "time", "PING a silent client after this long without reading (10ms..24h)")
+	tout = 20 * time.Second
+	f.Var(newDurationValue(&tout), "timeout", "declare a client dead when nothing arrives this long after a PING (10ms..24h)")
+	f.Var(newDurationValue(&minTime), "min-time", "shortest allowed interval between a client's PINGs, 0 = any (enforcement, 2 strikes then GOAWAY)")
 	f.IntVar(&hangAfter, "hang-after", 0, "simulate a hung application: stop answering after N PINGs per connection (0 = never)")
 	return cmd
 }
@@ -251,10 +253,13 @@ the socket, as gRPC does.`,
 		},
 	}
 	f := cmd.Flags()
-	f.DurationVar(&tm, "time", time.Second, "send a PING after this long without reading anything (10ms..24h)")
-	f.DurationVar(&tout, "timeout", 2*time.Second, "declare the peer dead when nothing arrives this long after a PING (10ms..24h)")
+	tm = time.Second
+	f.Var(newDurationValue(&tm), "time", "send a PING after this long without reading anything (10ms..24h)")
+	tout = 2 * time.Second
+	f.Var(newDurationValue(&tout), "timeout", "declare the peer dead when nothing arrives this long after a PING (10ms..24h)")
 	f.IntVar(&count, "count", 0, "stop after N PONGs (0 = until interrupted or the peer dies)")
-	f.DurationVar(&dialTimeout, "dial-timeout", 5*time.Second, "give up connecting after this long")
+	dialTimeout = 5 * time.Second
+	f.Var(newDurationValue(&dialTimeout), "dial-timeout", "give up connecting after this long")
 	f.BoolVar(&userTimeout, "user-timeout", false, "also set TCP_USER_TIMEOUT = --timeout on the socket")
 	return cmd
 }

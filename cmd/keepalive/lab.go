@@ -98,14 +98,17 @@ one table marking where the kernel and the model disagree (exit status 3 if any 
 	fl := cmd.Flags()
 	fl.StringVar(&f.scenario, "scenario", "crash", "failure to inject: crash, path, reboot, nat, nat-drop, nat-rst, hung, in-flight")
 	fl.StringVar(&f.mode, "mode", "kernel", "how the client detects: "+strings.Join(lab.ModeNames(), ", "))
-	fl.DurationVar(&f.idle, "idle", lab.DefaultIdle, "keepalive idle time before the first probe (whole seconds)")
-	fl.DurationVar(&f.interval, "interval", lab.DefaultInterval, "time between unanswered probes (whole seconds)")
+	f.idle = lab.DefaultIdle
+	fl.Var(newDurationValue(&f.idle), "idle", "keepalive idle time before the first probe (whole seconds)")
+	f.interval = lab.DefaultInterval
+	fl.Var(newDurationValue(&f.interval), "interval", "time between unanswered probes (whole seconds)")
 	fl.IntVar(&f.count, "count", lab.DefaultCount, "unanswered probes before the peer is declared dead (1..127)")
-	fl.DurationVar(&f.userTimeout, "user-timeout", 0, "TCP_USER_TIMEOUT for --mode user-timeout (default idle + interval)")
-	fl.DurationVar(&f.natTimeout, "nat-timeout", lab.DefaultNATTimeout, "conntrack established timeout of the router (nat scenario, whole seconds)")
+	fl.Var(newDurationValue(&f.userTimeout), "user-timeout", "TCP_USER_TIMEOUT for --mode user-timeout (default idle + interval)")
+	f.natTimeout = lab.DefaultNATTimeout
+	fl.Var(newDurationValue(&f.natTimeout), "nat-timeout", "conntrack established timeout of the router (nat scenario, whole seconds)")
 	fl.StringVar(&f.natExpiry, "nat-expiry", "", "what the router does with a forgotten flow: drop or rst (nat scenario; default drop)")
-	fl.DurationVar(&f.max, "max", 0, "give up after this long from the last activity (default: predicted detection + 2s, or idle + count×interval + 3s)")
-	fl.DurationVar(&f.faultAfter, "fault-after", 0, "inject the fault this long after the last activity (default 500ms, at most idle/2)")
+	fl.Var(newDurationValue(&f.max), "max", "give up after this long from the last activity (default: predicted detection + 2s, or idle + count×interval + 3s)")
+	fl.Var(newDurationValue(&f.faultAfter), "fault-after", "inject the fault this long after the last activity (default 500ms, at most idle/2)")
 	fl.IntVar(&f.retries2, "retries2", 0, "net.ipv4.tcp_retries2 in the client namespace (default: keep 15)")
 	fl.BoolVar(&f.ipv6, "ipv6", false, "use IPv6 (fd00:200::/64) instead of IPv4 (10.200.0.0/16)")
 	fl.StringVar(&f.svg, "svg", "", "also draw the measured and predicted timelines to this SVG file")
