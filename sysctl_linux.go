@@ -7,48 +7,20 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"time"
 
-	"github.com/vishvananda/netns"
+	"github.com/keepalive-dev/keepalive/internal/netnsx"
 )
 
 func sysctlPath(key string) string {
 	return filepath.Join("/proc/sys", strings.ReplaceAll(key, ".", "/"))
 }
 
-// inNetNS runs fn on a locked OS thread inside the named network namespace ("" = current).
-// /proc/sys/net reflects the namespace of the thread that opens it.
-func inNetNS(name string, fn func() error) error {
-	if name == "" {
-		return fn()
-	}
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		return fmt.Errorf("current network namespace: %w", err)
-	}
-	defer orig.Close()
-	target, err := netns.GetFromName(name)
-	if err != nil {
-		return fmt.Errorf("network namespace %q: %w (list them with 'ip netns list')", name, err)
-	}
-	defer target.Close()
-	if err := netns.Set(target); err != nil {
-		return fmt.Errorf("enter network namespace %q: %w (needs CAP_SYS_ADMIN)", name, err)
-	}
-	ferr := fn()
-	if err := netns.Set(orig); err != nil {
-		// The thread is stuck in the other namespace; keep it locked so the runtime
-		// discards it instead of reusing it.
-		runtime.LockOSThread()
-		return errors.Join(ferr, fmt.Errorf("return to original network namespace: %w", err))
-	}
-	return ferr
-}
+// inNetNS runs fn inside the named network namespace ("" = current): /proc/sys/net reflects
+// the namespace of the thread that opens it.
+func inNetNS(name string, fn func() error) error { return netnsx.DoNamed(name, fn) }
 
 func readSysctlInt(key string) (int, error) {
 	b, err := os.ReadFile(sysctlPath(key))

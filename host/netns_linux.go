@@ -8,11 +8,10 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"runtime"
 	"sort"
 	"strings"
 
-	"github.com/vishvananda/netns"
+	"github.com/keepalive-dev/keepalive/internal/netnsx"
 	"golang.org/x/sys/unix"
 )
 
@@ -22,42 +21,13 @@ const netnsDir = "/var/run/netns"
 // inNetNS runs fn on a locked OS thread switched into the named namespace ("" = run fn
 // directly). Sockets created by fn stay in that namespace after the thread switches back.
 func inNetNS(name string, fn func() error) error {
-	if name == "" {
-		return fn()
-	}
-	if strings.ContainsAny(name, "/\x00") || name == "." || name == ".." {
+	if name != "" && (strings.ContainsAny(name, "/\x00") || name == "." || name == "..") {
 		return fmt.Errorf("host: invalid network namespace name %q (a name from 'ip netns list')", name)
 	}
-	target, err := netns.GetFromPath(filepath.Join(netnsDir, name))
-	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			return fmt.Errorf("host: network namespace %q not found in %s (list them with 'ip netns list'): %w", name, netnsDir, err)
-		}
-		return fmt.Errorf("host: open network namespace %q: %w", name, err)
+	if err := netnsx.DoNamed(name, fn); err != nil {
+		return fmt.Errorf("host: %w", err)
 	}
-	defer target.Close()
-	runtime.LockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		runtime.UnlockOSThread()
-		return fmt.Errorf("host: read current network namespace: %w", err)
-	}
-	defer orig.Close()
-	if err := netns.Set(target); err != nil {
-		runtime.UnlockOSThread()
-		if errors.Is(err, unix.EPERM) {
-			return fmt.Errorf("host: enter network namespace %q: %w (needs CAP_SYS_ADMIN)", name, err)
-		}
-		return fmt.Errorf("host: enter network namespace %q: %w", name, err)
-	}
-	ferr := fn()
-	if err := netns.Set(orig); err != nil {
-		// The thread is stuck in the wrong namespace: keep it locked so the runtime
-		// discards it when this goroutine ends.
-		return errors.Join(ferr, fmt.Errorf("host: return from network namespace %q: %w", name, err))
-	}
-	runtime.UnlockOSThread()
-	return ferr
+	return nil
 }
 
 // NetNSNames lists the named network namespaces (/var/run/netns), sorted, leaving out any that

@@ -10,6 +10,7 @@ import (
 	"runtime"
 	"strings"
 
+	"github.com/keepalive-dev/keepalive/internal/netnsx"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
@@ -17,34 +18,12 @@ import (
 // netnsDir is where named namespaces are bind-mounted (iproute2's convention).
 const netnsDir = "/var/run/netns"
 
-// inNS runs fn on an OS thread that has joined ns. The thread returns to its original
-// namespace afterwards; if that fails the thread stays locked and dies with its goroutine,
-// so no other goroutine ever runs in the wrong namespace.
+// inNS runs fn on an OS thread that has joined ns (see netnsx.Do).
 func inNS(ns netns.NsHandle, fn func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("lab: current namespace: %w", err)
-			return
-		}
-		defer orig.Close()
-		if err := netns.Set(ns); err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("lab: setns: %w", err)
-			return
-		}
-		ferr := fn()
-		if err := netns.Set(orig); err != nil {
-			errc <- ferr // thread stays locked and is discarded when this goroutine ends
-			return
-		}
-		runtime.UnlockOSThread()
-		errc <- ferr
-	}()
-	return <-errc
+	if err := netnsx.Do(ns, fn); err != nil {
+		return fmt.Errorf("lab: %w", err)
+	}
+	return nil
 }
 
 // newNamedNS creates the named namespace /var/run/netns/name without moving the caller.

@@ -5,13 +5,11 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
-	"runtime"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/vishvananda/netns"
+	"github.com/keepalive-dev/keepalive/internal/netnsx"
 	"golang.org/x/net/bpf"
 	"golang.org/x/sys/unix"
 )
@@ -99,46 +97,9 @@ func sockErr(what string, err error) error {
 	return fmt.Errorf("opening %s: %w", what, err)
 }
 
-// inNetns runs fn on a locked OS thread switched into the named namespace.
-// Sockets created by fn stay in that namespace.
-func inNetns(name string, fn func() error) error {
-	var target netns.NsHandle
-	var err error
-	if strings.Contains(name, "/") {
-		target, err = netns.GetFromPath(name)
-	} else {
-		target, err = netns.GetFromName(name)
-	}
-	if err != nil {
-		return fmt.Errorf("network namespace %q: %w", name, err)
-	}
-	defer target.Close()
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("current network namespace: %w", err)
-			return
-		}
-		defer orig.Close()
-		if err := netns.Set(target); err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("enter network namespace %q: %w", name, err)
-			return
-		}
-		ferr := fn()
-		if err := netns.Set(orig); err != nil {
-			// Leave the thread locked: it dies with this goroutine.
-			errc <- errors.Join(ferr, fmt.Errorf("return from network namespace %q: %w", name, err))
-			return
-		}
-		runtime.UnlockOSThread()
-		errc <- ferr
-	}()
-	return <-errc
-}
+// inNetns runs fn on a locked OS thread switched into the named namespace (or the one at
+// a path). Sockets created by fn stay in that namespace.
+func inNetns(name string, fn func() error) error { return netnsx.DoNamed(name, fn) }
 
 // attach installs the capture filter for flows (nil: accept nothing).
 func (t *linuxTransport) attach(flows []Flow) error {

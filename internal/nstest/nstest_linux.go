@@ -16,6 +16,7 @@ import (
 	"testing"
 
 	"github.com/google/nftables"
+	"github.com/keepalive-dev/keepalive/internal/netnsx"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 )
@@ -103,24 +104,7 @@ func (n *NS) Do(t testing.TB, fn func() error) {
 }
 
 // Run is Do returning the error instead of failing the test.
-func (n *NS) Run(fn func() error) error {
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		return err
-	}
-	defer orig.Close()
-	if err := netns.Set(n.Handle); err != nil {
-		return err
-	}
-	ferr := fn()
-	if err := netns.Set(orig); err != nil {
-		runtime.LockOSThread() // poison the thread: never reuse it in the wrong namespace
-		return errors.Join(ferr, err)
-	}
-	return ferr
-}
+func (n *NS) Run(fn func() error) error { return netnsx.Do(n.Handle, fn) }
 
 // NewPair creates two namespaces joined by a veth pair on subnet 10.200.<n>.0/24.
 func NewPair(t testing.TB, prefix string, n int) *Pair {

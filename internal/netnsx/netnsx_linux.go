@@ -1,0 +1,93 @@
+//go:build linux
+
+// Package netnsx runs code inside a Linux network namespace safely: on a dedicated, locked
+// OS thread that either returns to its original namespace or dies with its goroutine, so no
+// other goroutine ever runs in the wrong namespace.
+package netnsx
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"path/filepath"
+	"runtime"
+	"strings"
+
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+)
+
+// Dir is where named namespaces are bind-mounted (iproute2's convention).
+const Dir = "/var/run/netns"
+
+// Open returns a handle on the namespace called name (as in 'ip netns list') or at a path
+// (anything containing a slash). The caller closes it.
+func Open(name string) (netns.NsHandle, error) {
+	path := name
+	if !strings.Contains(name, "/") {
+		if name == "" || name == "." || name == ".." || strings.ContainsRune(name, 0) {
+			return netns.None(), fmt.Errorf("invalid network namespace name %q (a name from 'ip netns list')", name)
+		}
+		path = filepath.Join(Dir, name)
+	}
+	h, err := netns.GetFromPath(path)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return netns.None(), fmt.Errorf("network namespace %q not found (list them with 'ip netns list'): %w", name, err)
+		}
+		return netns.None(), fmt.Errorf("open network namespace %q: %w", name, err)
+	}
+	return h, nil
+}
+
+// Do runs fn on a dedicated OS thread that has joined the namespace h and waits for it.
+// Sockets fn creates belong to that namespace and stay there.
+func Do(h netns.NsHandle, fn func() error) error {
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		orig, err := netns.Get()
+		if err != nil {
+			runtime.UnlockOSThread()
+			errc <- fmt.Errorf("read current network namespace: %w", err)
+			return
+		}
+		defer orig.Close()
+		if err := netns.Set(h); err != nil {
+			runtime.UnlockOSThread()
+			if errors.Is(err, unix.EPERM) {
+				err = fmt.Errorf("%w (needs CAP_SYS_ADMIN)", err)
+			}
+			errc <- fmt.Errorf("enter network namespace: %w", err)
+			return
+		}
+		ferr := fn()
+		if err := netns.Set(orig); err != nil {
+			// The thread stays locked and is discarded when this goroutine ends.
+			errc <- errors.Join(ferr, fmt.Errorf("return from network namespace: %w", err))
+			return
+		}
+		runtime.UnlockOSThread()
+		errc <- ferr
+	}()
+	return <-errc
+}
+
+// DoNamed is Do on the namespace called name or at a path; "" runs fn directly, in the
+// caller's namespace.
+func DoNamed(name string, fn func() error) error {
+	if name == "" {
+		return fn()
+	}
+	h, err := Open(name)
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	ran := false
+	err = Do(h, func() error { ran = true; return fn() })
+	if err != nil && !ran {
+		return fmt.Errorf("network namespace %q: %w", name, err)
+	}
+	return err
+}
