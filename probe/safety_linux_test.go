@@ -251,7 +251,7 @@ func TestSafetyUnderLoad(t *testing.T) {
 	// Up to 3 probes 10 ms apart per round, rounds back to back. Zero-length
 	// probes to one socket at most every 30 ms: in between, an idle socket
 	// gets the 1-byte probe and a busy one waits.
-	opt := Options{Config: Config{Count: 3, Interval: 10 * time.Millisecond, Timeout: 10 * time.Millisecond, Spacing: 30 * time.Millisecond}}
+	opt := Options{Config: Config{Count: 10, Interval: 10 * time.Millisecond, Timeout: 10 * time.Millisecond, Spacing: 10 * time.Millisecond}}
 	counts := map[Verdict]int{}
 	var oneByte, probes, injected, rounds int
 	var resLine string
