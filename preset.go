@@ -188,6 +188,7 @@ func Recommend(req Requirement) (Recommendation, error) {
 		if rest := req.DetectWithin - time.Duration(count)*intvl; rest.Truncate(time.Second) > idle {
 			grown := rest.Truncate(time.Second)
 			if req.MiddleboxTimeout == 0 || grown <= maxIdleFor(req.MiddleboxTimeout) {
+				r.Reasons = append(r.Reasons, fmt.Sprintf("idle raised from %s to %s: whole-second probe intervals leave that much of the budget, and a longer idle means fewer probes on live connections", fmtSeconds(idle), fmtSeconds(grown)))
 				idle = grown
 			}
 		}
@@ -204,7 +205,7 @@ func Recommend(req Requirement) (Recommendation, error) {
 	det := idle + time.Duration(count)*intvl
 	if lim.UserTimeout != "" && (goos == "linux" || goos == "android") {
 		cfg.UserTimeout = det
-		r.Reasons = append(r.Reasons, fmt.Sprintf("TCP_USER_TIMEOUT %s: a peer that vanishes while data is in flight is caught in the same time instead of after tcp_retries2 (≈ 15 min); with it set Linux ends keepalive at the first probe firing where idle ≥ %s, which is the same moment", fmtSeconds(det), fmtSeconds(det)))
+		r.Reasons = append(r.Reasons, fmt.Sprintf("TCP_USER_TIMEOUT %s: a peer that vanishes while data is in flight is caught about as fast (user timeout counted from the first retransmission) instead of after tcp_retries2 (≈ 15 min); with it set Linux ends keepalive at the first probe firing where idle ≥ %s, which is the same moment", fmtSeconds(det), fmtSeconds(det)))
 	} else if lim.UserTimeout != "" {
 		ut := det.Round(time.Second)
 		cfg.UserTimeout = ut
