@@ -10,6 +10,7 @@ import (
 
 	"github.com/keepalive-dev/keepalive"
 	"github.com/keepalive-dev/keepalive/internal/viz"
+	"github.com/keepalive-dev/keepalive/probe"
 	"github.com/spf13/cobra"
 )
 
@@ -39,6 +40,9 @@ type planResult struct {
 	Timeline      keepalive.Timeline        `json:"timeline"`
 	Warnings      []string                  `json:"warnings"`
 	Snippets      map[string]string         `json:"snippets"`
+	// Probe is the same failure met by 'keepalive probe' with its defaults, simulated with
+	// the prober's own state machine.
+	Probe *probe.Simulation `json:"probe,omitempty"`
 }
 
 func newPlanCmd(g *globalOptions) *cobra.Command {
@@ -230,7 +234,31 @@ func planCompute(cmd *cobra.Command, o planOptions) (*planResult, error) {
 		res.Warnings = append(res.Warnings, fmt.Sprintf("user-timeout: not set: a peer that vanishes while data is in flight is noticed only after tcp_retries2 (≈ %s); set --user-timeout", keepalive.HumanDuration(d)))
 	}
 	res.Snippets = planSnippets(cfg, o.goos)
+	if peer, ok := planProbePeer(sc, m); ok && tl.Detected {
+		sim, err := probe.Simulate(peer, probe.Config{}, o.rtt)
+		if err != nil {
+			return nil, err
+		}
+		res.Probe = &sim
+	}
 	return res, nil
+}
+
+// planProbePeer maps a scenario to the peer a user-space probe meets; in-flight has no
+// counterpart (the prober learns a busy connection from its own segments).
+func planProbePeer(sc keepalive.Scenario, m keepalive.Model) (probe.Peer, bool) {
+	switch sc {
+	case keepalive.ScenarioSilent:
+		return probe.PeerSilent, true
+	case keepalive.ScenarioReboot:
+		return probe.PeerReset, true
+	case keepalive.ScenarioNAT:
+		if m.MiddleboxRST {
+			return probe.PeerReset, true
+		}
+		return probe.PeerSilent, true
+	}
+	return "", false
 }
 
 func planSnippets(cfg keepalive.Config, goos string) map[string]string {
@@ -294,6 +322,14 @@ func planRender(w io.Writer, r *planResult, o planOptions) {
 	viz.Text(w, []viz.Track{{Label: "Timeline (from the last segment received):", Events: tl.Events}}, 60)
 	for _, n := range tl.Notes {
 		fmt.Fprintf(w, "  note: %s\n", n)
+	}
+	if p := r.Probe; p != nil {
+		c := p.Config
+		fmt.Fprintf(w, "\nOr find out now: 'keepalive probe' (count %d, interval %s) sends the RFC 1122 probe from\nuser space and reaches its verdict %s after it starts — simulated with the prober's state machine:\n",
+			c.Count, c.Interval, keepalive.HumanDuration(p.Result.Elapsed))
+		for _, e := range p.Events {
+			fmt.Fprintf(w, "  %10s  %s\n", viz.FormatAt(e.At), e.Detail)
+		}
 	}
 	if r.Source == r.OS+" defaults" && r.OS == "linux" {
 		fmt.Fprint(w, `

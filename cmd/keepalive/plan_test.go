@@ -98,6 +98,17 @@ func TestPlanScenariosAndSVG(t *testing.T) {
 	if err != nil || !bytes.HasPrefix(b, []byte("<svg")) || !bytes.Contains(b, []byte("probe")) {
 		t.Fatalf("svg: %v %.200s", err, b)
 	}
+	out, _, code = planRun(t, "plan", "--idle", "2", "--scenario", "reboot", "--json")
+	var pj struct {
+		Probe struct {
+			Result struct {
+				Verdict string `json:"verdict"`
+			} `json:"result"`
+		} `json:"probe"`
+	}
+	if err := json.Unmarshal([]byte(out), &pj); err != nil || code != 0 || pj.Probe.Result.Verdict != "reset" {
+		t.Fatalf("plan --scenario reboot --json: probe simulation %+v (%v, exit %d)", pj, err, code)
+	}
 	out, _, _ = planRun(t, "plan", "--idle", "60", "--scenario", "in-flight")
 	if !strings.Contains(out, "15 min") {
 		t.Fatalf("in-flight without user timeout should mention tcp_retries2's ≈15 min:\n%s", out)
