@@ -99,6 +99,11 @@ type Timeline struct {
 	// earliest time; Latest adds worst-case timer slack).
 	Detection time.Duration `json:"detection"`
 	Latest    time.Duration `json:"latest"`
+	// Lateness is expected timer lateness already included in Detection (the retransmission
+	// path, where lateness decides which firing gives up); Detection − Lateness is the
+	// earliest the kernel can get there. Zero for keepalive timelines, whose Detection is
+	// already the earliest (nominal) time.
+	Lateness time.Duration `json:"lateness,omitempty"`
 	// Error is the errno the application sees: ETIMEDOUT or ECONNRESET.
 	Error  string   `json:"error,omitempty"`
 	Probes int      `json:"probes"`
@@ -184,7 +189,9 @@ func Predict(m Model) Timeline {
 		predictIdle(&t, c, m, add)
 	}
 	t.Latest += t.Detection
-	if t.Detected {
+	if t.Detected && t.Lateness > 0 {
+		t.Notes = append(t.Notes, fmt.Sprintf("expected at %s, counting each retransmission timer half a timer-wheel granule late; possible from %s (timers on time) to %s (all a full granule late)", fmtSeconds(t.Detection), fmtSeconds(t.Detection-t.Lateness), fmtSeconds(t.Latest)))
+	} else if t.Detected {
 		t.Notes = append(t.Notes, fmt.Sprintf("kernel timers fire late by up to the timer-wheel granularity (HZ=1000): worst case %s instead of %s", fmtSeconds(t.Latest), fmtSeconds(t.Detection)))
 	} else {
 		t.Latest = 0
@@ -350,6 +357,7 @@ func predictInFlight(t *Timeline, c Config, m Model, add addFunc) {
 			wait = first + limit - now
 		}
 		fire := now + wait + TimerSlack(wait)/2
+		t.Lateness += TimerSlack(wait) / 2
 		if fire-first >= limit {
 			add(fire, EventKill, "retransmission gives up after "+why+": kernel closes the connection", TimerSlack(wait)/2)
 			add(fire, EventError, "application gets ETIMEDOUT", 0)

@@ -211,8 +211,8 @@ type Result struct {
 	// Diff is measured minus predicted detection time (both detected only).
 	Diff time.Duration `json:"diff,omitempty"`
 	// Agree reports that measurement and model agree: same detected state within Max, the
-	// same error, and Diff within −200 ms … +1.5 s (or, for long timers, + the worst-case
-	// timer-wheel slack the model states in Predicted.Latest).
+	// same error, and Diff within −200 ms … +1.5 s, widened by the timer-wheel slack the model
+	// states for long timers (Predicted.Latest above, Predicted.Lateness below).
 	Agree bool `json:"agree"`
 	// Disagreement says why they do not agree.
 	Disagreement string `json:"disagreement,omitempty"`
@@ -426,8 +426,11 @@ func judge(r *Result) {
 		if slack := p.Latest - p.Detection; slack > high {
 			high = slack
 		}
-		if r.Diff < BandLow || r.Diff > high {
-			why = append(why, fmt.Sprintf("measured − predicted %s outside %s … +%s", fmtDiff(r.Diff), fmtDiff(BandLow), fmtS(high)))
+		// A prediction that already includes expected timer lateness (retransmissions) may
+		// come true earlier by up to that lateness.
+		low := BandLow - p.Lateness
+		if r.Diff < low || r.Diff > high {
+			why = append(why, fmt.Sprintf("measured − predicted %s outside %s … +%s", fmtDiff(r.Diff), fmtDiff(low), fmtS(high)))
 		}
 		if r.DetectedBy == "application" && p.Error != "" && r.Error != p.Error {
 			why = append(why, fmt.Sprintf("error %s, model says %s", orDash(r.Error), p.Error))
