@@ -116,6 +116,7 @@ func TestValidate(t *testing.T) {
 		{"freebsd", Config{UserTimeout: s}, "user-timeout", "", true, ""},
 		{"darwin", Config{UserTimeout: 1500 * time.Millisecond}, "user-timeout", "", false, ""},
 		{"windows", Config{Count: 200}, "", "", false, ""},
+		{"windows", Config{Idle: 30 * s, Interval: 5 * s}, "", "count", false, ""},
 		{"openbsd", Config{Idle: s}, "idle", "", true, ""},
 		{"openbsd", Config{}, "", "", false, ""},
 	} {

@@ -129,6 +129,9 @@ func (c Config) Validate(goos string) ([]Warning, error) {
 		}
 	}
 	var ws []Warning
+	if goos == "windows" && (c.Idle > 0 || c.Interval > 0) {
+		ws = append(ws, Warning{"count", "Windows before 10 1709 has no TCP_KEEPIDLE/TCP_KEEPINTVL: idle and interval then go through SIO_KEEPALIVE_VALS, which always sends 10 probes (and needs both values)"})
+	}
 	if c.Count == 1 {
 		ws = append(ws, Warning{"count", "1 probe: RFC 1122 says one lost probe must not mean death; use at least 2"})
 	}
