@@ -248,9 +248,11 @@ func TestSafetyUnderLoad(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer p.Close()
-	// Up to 3 probes 10 ms apart per round, rounds back to back. Zero-length
-	// probes to one socket at most every 30 ms: in between, an idle socket
-	// gets the 1-byte probe and a busy one waits.
+	// Up to 10 probes 10 ms apart per round, rounds back to back, zero-length
+	// probes to one socket at least 10 ms apart (an idle socket gets the
+	// 1-byte probe sooner, a busy one waits). A round costs a socket check,
+	// a learning step and the wait for answers: each connection is probed
+	// about every 55 ms on 2 cores.
 	opt := Options{Config: Config{Count: 10, Interval: 10 * time.Millisecond, Timeout: 10 * time.Millisecond, Spacing: 10 * time.Millisecond}}
 	counts := map[Verdict]int{}
 	var oneByte, probes, injected, rounds int
