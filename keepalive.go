@@ -199,7 +199,9 @@ func Get(conn syscall.Conn) (Settings, error) {
 
 // Control returns a function for net.Dialer.Control and net.ListenConfig.Control that applies
 // cfg to every socket before it connects or listens. Accepted connections inherit the settings
-// of a listening socket on Linux, macOS and FreeBSD.
+// of a listening socket on Linux, macOS and FreeBSD. Set the Dialer's or ListenConfig's
+// KeepAlive to -1: otherwise Go applies its own keepalive (15 s) after the connection is made
+// and overwrites cfg.
 func Control(cfg Config) func(network, address string, c syscall.RawConn) error {
 	return func(network, address string, c syscall.RawConn) error {
 		if _, err := cfg.Validate(GOOS); err != nil {

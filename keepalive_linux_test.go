@@ -244,3 +244,29 @@ func TestReadSysctlNamespace(t *testing.T) {
 		t.Fatalf("invalid SetSysctl changed values: %+v", s2.Keepalive)
 	}
 }
+
+// TestControlNeedsKeepAliveOff documents the pitfall Control's comment warns about: Go's
+// default dialer keepalive overwrites the idle time after connecting.
+func TestControlNeedsKeepAliveOff(t *testing.T) {
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	cfg := keepalive.Config{Idle: 42 * time.Second}
+	for _, tc := range []struct {
+		keepAlive time.Duration
+		wantIdle  int
+	}{{-1, 42}, {0, 15}} {
+		d := net.Dialer{KeepAlive: tc.keepAlive, Control: keepalive.Control(cfg)}
+		c, err := d.Dial("tcp4", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, idle, _, _, _ := rawGet(t, c.(*net.TCPConn))
+		c.Close()
+		if idle != tc.wantIdle {
+			t.Errorf("Dialer{KeepAlive: %v}: idle %d s, want %d s", tc.keepAlive, idle, tc.wantIdle)
+		}
+	}
+}
