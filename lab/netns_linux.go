@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 
 	"github.com/keepalive-dev/keepalive/internal/netnsx"
@@ -28,41 +27,11 @@ func inNS(ns netns.NsHandle, fn func() error) error {
 
 // newNamedNS creates the named namespace /var/run/netns/name without moving the caller.
 func newNamedNS(name string) (netns.NsHandle, error) {
-	type res struct {
-		h   netns.NsHandle
-		err error
+	h, err := netnsx.NewNamed(name)
+	if err != nil {
+		return h, namespaceError(name, err)
 	}
-	rc := make(chan res, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			runtime.UnlockOSThread()
-			rc <- res{netns.None(), fmt.Errorf("lab: current namespace: %w", err)}
-			return
-		}
-		defer orig.Close()
-		h, err := netns.NewNamed(name)
-		if serr := netns.Set(orig); serr != nil {
-			if err == nil {
-				h.Close()
-			}
-			rc <- res{netns.None(), fmt.Errorf("lab: return to original namespace: %w", serr)}
-			return // thread stays locked and dies with the goroutine
-		}
-		runtime.UnlockOSThread()
-		if err != nil {
-			// NewNamed may have left the file behind when the bind mount failed.
-			if !errors.Is(err, os.ErrExist) {
-				_ = os.Remove(filepath.Join(netnsDir, name))
-			}
-			rc <- res{netns.None(), namespaceError(name, err)}
-			return
-		}
-		rc <- res{h, nil}
-	}()
-	r := <-rc
-	return r.h, r.err
+	return h, nil
 }
 
 func namespaceError(name string, err error) error {

@@ -9,13 +9,13 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"runtime"
 	"slices"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/google/nftables"
+	"github.com/keepalive-dev/keepalive/internal/netnsx"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
@@ -51,47 +51,10 @@ func randHex(n int) string {
 	return hex.EncodeToString(b)
 }
 
-func newNamedNS(name string) (netns.NsHandle, error) {
-	runtime.LockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		runtime.UnlockOSThread()
-		return 0, err
-	}
-	defer orig.Close()
-	h, err := netns.NewNamed(name)
-	if serr := netns.Set(orig); serr != nil {
-		return 0, fmt.Errorf("return to original namespace: %w", serr) // thread stays locked and dies
-	}
-	runtime.UnlockOSThread()
-	return h, err
-}
+func newNamedNS(name string) (netns.NsHandle, error) { return netnsx.NewNamed(name) }
 
 // inNS runs fn on a thread inside ns; sockets fn creates stay there.
-func inNS(ns netns.NsHandle, fn func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			errc <- err
-			return
-		}
-		defer orig.Close()
-		if err := netns.Set(ns); err != nil {
-			errc <- err
-			return
-		}
-		ferr := fn()
-		if err := netns.Set(orig); err != nil {
-			errc <- err
-			return
-		}
-		runtime.UnlockOSThread()
-		errc <- ferr
-	}()
-	return <-errc
-}
+func inNS(ns netns.NsHandle, fn func() error) error { return netnsx.Do(ns, fn) }
 
 func newTestNet(t testing.TB) *testNet {
 	t.Helper()

@@ -14,7 +14,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -22,6 +21,7 @@ import (
 	"time"
 
 	"github.com/google/nftables"
+	"github.com/keepalive-dev/keepalive/internal/netnsx"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 )
@@ -64,46 +64,9 @@ type probeTestNet struct {
 	peerIP      netip.Addr
 }
 
-func probeTestNS(name string) (netns.NsHandle, error) {
-	runtime.LockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		runtime.UnlockOSThread()
-		return 0, err
-	}
-	defer orig.Close()
-	h, err := netns.NewNamed(name)
-	if serr := netns.Set(orig); serr != nil {
-		return 0, serr // the thread stays locked and is discarded
-	}
-	runtime.UnlockOSThread()
-	return h, err
-}
+func probeTestNS(name string) (netns.NsHandle, error) { return netnsx.NewNamed(name) }
 
-func probeTestIn(ns netns.NsHandle, fn func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			errc <- err
-			return
-		}
-		defer orig.Close()
-		if err := netns.Set(ns); err != nil {
-			errc <- err
-			return
-		}
-		ferr := fn()
-		if err := netns.Set(orig); err != nil {
-			errc <- err
-			return
-		}
-		runtime.UnlockOSThread()
-		errc <- ferr
-	}()
-	return <-errc
-}
+func probeTestIn(ns netns.NsHandle, fn func() error) error { return netnsx.Do(ns, fn) }
 
 func newProbeTestNet(t *testing.T) *probeTestNet {
 	t.Helper()

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -90,4 +91,48 @@ func DoNamed(name string, fn func() error) error {
 		return fmt.Errorf("network namespace %q: %w", name, err)
 	}
 	return err
+}
+
+// NewNamed creates the namespace /var/run/netns/name (like 'ip netns add') on a dedicated
+// thread, without moving the caller, and returns a handle on it. On failure it removes a
+// mount point the attempt left behind.
+func NewNamed(name string) (netns.NsHandle, error) {
+	if name == "" || strings.ContainsAny(name, "/\x00") || name == "." || name == ".." {
+		return netns.None(), fmt.Errorf("invalid network namespace name %q", name)
+	}
+	type res struct {
+		h   netns.NsHandle
+		err error
+	}
+	rc := make(chan res, 1)
+	go func() {
+		runtime.LockOSThread()
+		orig, err := netns.Get()
+		if err != nil {
+			runtime.UnlockOSThread()
+			rc <- res{netns.None(), fmt.Errorf("read current network namespace: %w", err)}
+			return
+		}
+		defer orig.Close()
+		h, err := netns.NewNamed(name)
+		if serr := netns.Set(orig); serr != nil {
+			if err == nil {
+				h.Close()
+			}
+			// The thread stays locked and is discarded when this goroutine ends.
+			rc <- res{netns.None(), fmt.Errorf("return to original network namespace: %w", serr)}
+			return
+		}
+		runtime.UnlockOSThread()
+		if err != nil {
+			if !errors.Is(err, fs.ErrExist) {
+				_ = os.Remove(filepath.Join(Dir, name))
+			}
+			rc <- res{netns.None(), fmt.Errorf("create network namespace %q: %w", name, err)}
+			return
+		}
+		rc <- res{h, nil}
+	}()
+	r := <-rc
+	return r.h, r.err
 }

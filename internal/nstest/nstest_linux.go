@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"runtime"
 	"testing"
 
 	"github.com/google/nftables"
@@ -62,20 +61,10 @@ func suffix() string {
 // NewNS creates a named namespace "<prefix>-<random>" and deletes it at cleanup.
 func NewNS(t testing.TB, prefix string) *NS {
 	t.Helper()
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		t.Fatalf("current netns: %v", err)
-	}
-	defer orig.Close()
 	name := prefix + "-" + suffix()
-	h, err := netns.NewNamed(name)
+	h, err := netnsx.NewNamed(name)
 	if err != nil {
 		t.Fatalf("create netns %s: %v", name, err)
-	}
-	if err := netns.Set(orig); err != nil {
-		t.Fatalf("return to original netns: %v", err)
 	}
 	ns := &NS{Name: name, Handle: h}
 	t.Cleanup(func() {
