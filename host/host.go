@@ -408,21 +408,7 @@ var (
 // Merge returns the settings that applying cfg over cur results in: SO_KEEPALIVE on and every
 // non-zero field of cfg replacing the current value.
 func Merge(cur keepalive.Settings, cfg keepalive.Config) keepalive.Settings {
-	out := cur
-	out.Enabled = true
-	if cfg.Idle > 0 {
-		out.Idle = cfg.Idle
-	}
-	if cfg.Interval > 0 {
-		out.Interval = cfg.Interval
-	}
-	if cfg.Count > 0 {
-		out.Count = cfg.Count
-	}
-	if cfg.UserTimeout > 0 {
-		out.UserTimeout = cfg.UserTimeout
-	}
-	return out
+	return keepalive.Settings{Enabled: true, Config: cfg.WithDefaults(cur.Config)}
 }
 
 // MarshalText renders the state by name, so JSON shows "ESTAB" rather than 1.
