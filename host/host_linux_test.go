@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/keepalive-dev/keepalive"
+	"github.com/keepalive-dev/keepalive/internal/nstest"
 	"golang.org/x/sys/unix"
 )
 
@@ -170,13 +171,7 @@ func TestListLoopback(t *testing.T) {
 
 func requireRoot(t *testing.T) {
 	t.Helper()
-	if os.Geteuid() == 0 {
-		return
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatal("prerequisite missing under CI=true: needs root (SOCK_DESTROY needs CAP_NET_ADMIN)")
-	}
-	t.Skip("needs root (SOCK_DESTROY needs CAP_NET_ADMIN)")
+	nstest.Need(t, os.Geteuid() == 0, "needs root (SOCK_DESTROY needs CAP_NET_ADMIN)")
 }
 
 func TestLookupAndDestroy(t *testing.T) {

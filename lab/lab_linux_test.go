@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/keepalive-dev/keepalive"
+	"github.com/keepalive-dev/keepalive/internal/nstest"
 )
 
 func TestMain(m *testing.M) {
@@ -36,12 +37,8 @@ func TestMain(m *testing.M) {
 // requireRoot skips (or fails under CI=true) when the lab cannot run here.
 func requireRoot(t *testing.T) {
 	t.Helper()
-	if err := preflight(); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("lab prerequisites missing: %v", err)
-		}
-		t.Skipf("lab prerequisites missing: %v", err)
-	}
+	err := preflight()
+	nstest.Need(t, err == nil, fmt.Sprintf("lab prerequisites: %v", err))
 }
 
 // fast is the keepalive setting of the integration tests: death after 3 s.

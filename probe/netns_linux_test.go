@@ -16,6 +16,7 @@ import (
 
 	"github.com/google/nftables"
 	"github.com/keepalive-dev/keepalive/internal/netnsx"
+	"github.com/keepalive-dev/keepalive/internal/nstest"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
@@ -24,13 +25,7 @@ import (
 // need skips (or, with CI=true, fails) when the test cannot run here.
 func need(t testing.TB, ok bool, what string) {
 	t.Helper()
-	if ok {
-		return
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("missing prerequisite: %s", what)
-	}
-	t.Skipf("skipping: %s", what)
+	nstest.Need(t, ok, what)
 }
 
 // testNet is a local namespace and a peer namespace joined by a veth pair:

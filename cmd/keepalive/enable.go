@@ -14,15 +14,14 @@ import (
 )
 
 type enableOptions struct {
-	sel                         selectorFlags
-	all                         bool
-	idle, interval, userTimeout time.Duration
-	count                       int
-	env                         string
-	middlebox, detectWithin     time.Duration
-	dryRun                      bool
-	watch                       time.Duration
-	rounds                      int
+	sel                     selectorFlags
+	all                     bool
+	settings                configFlags
+	env                     string
+	middlebox, detectWithin time.Duration
+	dryRun                  bool
+	watch                   time.Duration
+	rounds                  int
 }
 
 func newEnableCmd(g *globalOptions) *cobra.Command {
@@ -70,10 +69,7 @@ and skipped. Exit status 1 when a socket could not be changed for another reason
 	f := cmd.Flags()
 	o.sel.register(f)
 	f.BoolVar(&o.all, "all", false, "select every established connection (instead of selectors)")
-	f.Var(newDurationValue(&o.idle), "idle", "idle time before the first probe (TCP_KEEPIDLE), 1..32767 s")
-	f.Var(newDurationValue(&o.interval), "interval", "time between probes (TCP_KEEPINTVL), 1..32767 s")
-	f.IntVar(&o.count, "count", 0, "unanswered probes before the peer is declared dead (TCP_KEEPCNT), 1..127")
-	f.Var(newDurationValue(&o.userTimeout), "user-timeout", "TCP_USER_TIMEOUT: limit for unacknowledged data (and for keepalive), e.g. 90s")
+	o.settings.register(f)
 	f.StringVar(&o.env, "env", "", "recommend settings for this environment preset (see 'keepalive plan --list-envs')")
 	f.Var(newDurationValue(&o.middlebox), "middlebox-timeout", "recommend settings that keep a flow alive through a middlebox with this idle timeout")
 	f.Var(newDurationValue(&o.detectWithin), "detect-within", "recommend settings that notice a dead peer within this time")
@@ -84,21 +80,13 @@ and skipped. Exit status 1 when a socket could not be changed for another reason
 }
 
 // enableConfig works out the settings from the flags: explicit values, else a recommendation.
-func enableConfig(cmd *cobra.Command, idle, interval, userTimeout time.Duration, count int, env string, middlebox, detectWithin time.Duration) (keepalive.Config, string, error) {
-	fl := cmd.Flags()
-	explicit := fl.Changed("idle") || fl.Changed("interval") || fl.Changed("count") || fl.Changed("user-timeout")
-	for _, z := range []struct {
-		name string
-		zero bool
-	}{{"idle", idle == 0}, {"interval", interval == 0}, {"count", count == 0}, {"user-timeout", userTimeout == 0}} {
-		if fl.Changed(z.name) && z.zero {
-			return keepalive.Config{}, "", usagef("invalid --%s 0: per-socket values cannot be 0 (leave the flag out to keep the socket's value)", z.name)
-		}
+func enableConfig(settings *configFlags, env string, middlebox, detectWithin time.Duration) (keepalive.Config, string, error) {
+	explicit := settings.given()
+	cfg, err := settings.config()
+	if err != nil {
+		return cfg, "", err
 	}
-	if count < 0 || count > 127 {
-		return keepalive.Config{}, "", usagef("invalid --count %d (allowed: 1..127)", count)
-	}
-	cfg := keepalive.Config{Idle: idle, Interval: interval, Count: count, UserTimeout: userTimeout}
+	flagCfg := cfg
 	source := "flags"
 	mb := middlebox
 	if env != "" {
@@ -122,7 +110,7 @@ func enableConfig(cmd *cobra.Command, idle, interval, userTimeout time.Duration,
 		}
 		if explicit {
 			// Explicit flags override the recommended fields they name.
-			rec.Config = keepalive.Config{Idle: idle, Interval: interval, Count: count, UserTimeout: userTimeout}.WithDefaults(rec.Config)
+			rec.Config = flagCfg.WithDefaults(rec.Config)
 			source += ", overridden by flags"
 		}
 		cfg = rec.Config
@@ -190,7 +178,7 @@ func enableRun(cmd *cobra.Command, g *globalOptions, o *enableOptions) error {
 	}
 	opt.Owners = true
 	opt.NoInfo = true // tcp_info is not shown; --idle-over still gets it
-	cfg, source, err := enableConfig(cmd, o.idle, o.interval, o.userTimeout, o.count, o.env, o.middlebox, o.detectWithin)
+	cfg, source, err := enableConfig(&o.settings, o.env, o.middlebox, o.detectWithin)
 	if err != nil {
 		return err
 	}

@@ -6,6 +6,9 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/keepalive-dev/keepalive"
+	"github.com/spf13/pflag"
 )
 
 // durationValue is a pflag.Value for durations that also accepts a bare number of seconds
@@ -56,4 +59,46 @@ func parseDuration(s string) (time.Duration, error) {
 		return 0, fmt.Errorf("duration %q must not be negative", s)
 	}
 	return d, nil
+}
+
+// configFlags are --idle, --interval, --count and --user-timeout: the per-socket settings
+// shared by plan and enable.
+type configFlags struct {
+	cfg keepalive.Config
+	fs  *pflag.FlagSet
+}
+
+func (c *configFlags) register(fs *pflag.FlagSet) {
+	c.fs = fs
+	fs.Var(newDurationValue(&c.cfg.Idle), "idle", "idle time before the first probe (TCP_KEEPIDLE), whole seconds 1s..32767s")
+	fs.Var(newDurationValue(&c.cfg.Interval), "interval", "time between unanswered probes (TCP_KEEPINTVL), whole seconds 1s..32767s")
+	fs.IntVar(&c.cfg.Count, "count", 0, "unanswered probes before the peer is declared dead (TCP_KEEPCNT), 1..127")
+	fs.Var(newDurationValue(&c.cfg.UserTimeout), "user-timeout", "TCP_USER_TIMEOUT: bound on unacknowledged data, and on keepalive (Linux), e.g. 90s")
+}
+
+// given reports whether any of the four flags was set.
+func (c *configFlags) given() bool {
+	for _, n := range []string{"idle", "interval", "count", "user-timeout"} {
+		if c.fs.Changed(n) {
+			return true
+		}
+	}
+	return false
+}
+
+// config returns the flags' Config, rejecting a flag given as 0 (a socket cannot be set back
+// to "default") and a count outside 1..127. The OS limits are Config.Validate's job.
+func (c *configFlags) config() (keepalive.Config, error) {
+	for _, z := range []struct {
+		name string
+		zero bool
+	}{{"idle", c.cfg.Idle == 0}, {"interval", c.cfg.Interval == 0}, {"count", c.cfg.Count == 0}, {"user-timeout", c.cfg.UserTimeout == 0}} {
+		if c.fs.Changed(z.name) && z.zero {
+			return keepalive.Config{}, usagef("invalid --%s 0: per-socket values cannot be 0 (leave the flag out to keep the current value)", z.name)
+		}
+	}
+	if c.cfg.Count < 0 || c.cfg.Count > 127 {
+		return keepalive.Config{}, usagef("invalid --count %d (allowed: 1..127)", c.cfg.Count)
+	}
+	return c.cfg, nil
 }

@@ -10,25 +10,19 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/keepalive-dev/keepalive/internal/nstest"
 	"github.com/keepalive-dev/keepalive/lab"
 )
 
 // TestLab builds the binary once and runs the lab command tests against it as parallel
 // subtests; the binary goes away with the test's temporary directory.
 func TestLab(t *testing.T) {
-	if runtime.GOOS != "linux" || os.Geteuid() != 0 {
-		msg := "keepalive lab needs Linux and root"
-		if os.Getenv("CI") == "true" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
+	nstest.Need(t, os.Geteuid() == 0, "keepalive lab needs root")
 	dir := t.TempDir()
 	for _, d := range []string{filepath.Dir(dir), dir} { // NotRoot runs the binary as nobody
 		if err := os.Chmod(d, 0o755); err != nil {

@@ -15,15 +15,14 @@ import (
 )
 
 type planOptions struct {
-	idle, interval, userTimeout time.Duration
-	count                       int
-	env                         string
-	detectWithin, middlebox     time.Duration
-	goos                        string
-	scenario                    string
-	svg                         string
-	listEnvs                    bool
-	rtt                         time.Duration
+	settings                configFlags
+	env                     string
+	detectWithin, middlebox time.Duration
+	goos                    string
+	scenario                string
+	svg                     string
+	listEnvs                bool
+	rtt                     time.Duration
 }
 
 // planResult is what `keepalive plan --json` prints.
@@ -76,7 +75,7 @@ the timer-wheel granularity, which the output states.`,
 			if o.listEnvs {
 				return planListEnvs(g)
 			}
-			res, err := planCompute(cmd, o)
+			res, err := planCompute(&o)
 			if err != nil {
 				return err
 			}
@@ -93,10 +92,7 @@ the timer-wheel granularity, which the output states.`,
 		},
 	}
 	f := cmd.Flags()
-	f.Var(newDurationValue(&o.idle), "idle", "idle time before the first probe (TCP_KEEPIDLE), whole seconds 1s..32767s")
-	f.Var(newDurationValue(&o.interval), "interval", "time between unanswered probes (TCP_KEEPINTVL), whole seconds 1s..32767s")
-	f.IntVar(&o.count, "count", 0, "unanswered probes before the peer is declared dead (TCP_KEEPCNT), 1..127")
-	f.Var(newDurationValue(&o.userTimeout), "user-timeout", "TCP_USER_TIMEOUT: bound on unacknowledged data, and on keepalive (Linux)")
+	o.settings.register(f)
 	f.StringVar(&o.env, "env", "", "middlebox preset to plan for (see --list-envs)")
 	f.Var(newDurationValue(&o.detectWithin), "detect-within", "recommend settings that detect a dead peer within this time")
 	f.Var(newDurationValue(&o.middlebox), "middlebox-timeout", "idle timeout of the NAT/firewall/load balancer on the path")
@@ -134,7 +130,7 @@ func planListEnvs(g *globalOptions) error {
 	return nil
 }
 
-func planCompute(cmd *cobra.Command, o planOptions) (*planResult, error) {
+func planCompute(o *planOptions) (*planResult, error) {
 	switch o.goos {
 	case "linux", "darwin", "windows", "freebsd":
 	default:
@@ -144,8 +140,9 @@ func planCompute(cmd *cobra.Command, o planOptions) (*planResult, error) {
 	if err != nil {
 		return nil, usagef("invalid --scenario: %v", err)
 	}
-	if o.count < 0 || o.count > 127 {
-		return nil, usagef("invalid --count %d (allowed: 1..127)", o.count)
+	flagCfg, err := o.settings.config()
+	if err != nil {
+		return nil, err
 	}
 	lim, _ := keepalive.LimitsFor(o.goos)
 	res := &planResult{OS: o.goos, Snippets: map[string]string{}}
@@ -163,20 +160,11 @@ func planCompute(cmd *cobra.Command, o planOptions) (*planResult, error) {
 		mb = env.IdleTimeout
 	}
 	res.Middlebox = mb
-	explicit := cmd.Flags().Changed("idle") || cmd.Flags().Changed("interval") || cmd.Flags().Changed("count") || cmd.Flags().Changed("user-timeout")
+	explicit := o.settings.given()
 	var cfg keepalive.Config
 	switch {
 	case explicit:
-		cfg = keepalive.Config{Idle: o.idle, Interval: o.interval, Count: o.count, UserTimeout: o.userTimeout}
-		for _, z := range []struct {
-			name string
-			set  bool
-			zero bool
-		}{{"idle", cmd.Flags().Changed("idle"), o.idle == 0}, {"interval", cmd.Flags().Changed("interval"), o.interval == 0}, {"count", cmd.Flags().Changed("count"), o.count == 0}} {
-			if z.set && z.zero {
-				return nil, usagef("invalid --%s 0: per-socket values cannot be 0 (leave the flag out to keep the system default)", z.name)
-			}
-		}
+		cfg = flagCfg
 		ws, err := cfg.Validate(o.goos)
 		if err != nil {
 			return nil, &usageError{fmt.Errorf("invalid settings: %w", err)}

@@ -22,6 +22,7 @@ import (
 
 	"github.com/google/nftables"
 	"github.com/keepalive-dev/keepalive/internal/netnsx"
+	"github.com/keepalive-dev/keepalive/internal/nstest"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 )
@@ -70,12 +71,7 @@ func probeTestIn(ns netns.NsHandle, fn func() error) error { return netnsx.Do(ns
 
 func newProbeTestNet(t *testing.T) *probeTestNet {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("keepalive probe tests need root (namespaces, raw sockets)")
-		}
-		t.Skip("skipping: keepalive probe tests need root (namespaces, raw sockets)")
-	}
+	nstest.Need(t, os.Geteuid() == 0, "keepalive probe tests need root (namespaces, raw sockets)")
 	b := make([]byte, 3)
 	_, _ = rand.Read(b)
 	suf := hex.EncodeToString(b)
@@ -290,12 +286,7 @@ func TestProbeCommandNothingAndUsage(t *testing.T) {
 }
 
 func TestProbeCommandNotRoot(t *testing.T) {
-	if os.Geteuid() != 0 {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("TestProbeCommandNotRoot needs root (to run the binary as nobody)")
-		}
-		t.Skip("skipping: needs root to run the binary as nobody")
-	}
+	nstest.Need(t, os.Geteuid() == 0, "needs root to run the binary as nobody")
 	bin, err := probeTestBinary(t)
 	if err != nil {
 		t.Fatal(err)

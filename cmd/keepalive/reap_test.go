@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/keepalive-dev/keepalive/internal/nstest"
 )
 
 func TestReapDestroysChildConnections(t *testing.T) {
@@ -67,12 +69,7 @@ func TestReapDestroysChildConnections(t *testing.T) {
 }
 
 func TestUnprivilegedErrorsNameTheFix(t *testing.T) {
-	if os.Geteuid() != 0 {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("prerequisite missing under CI=true: needs root to drop to uid 65534 for the test")
-		}
-		t.Skip("needs root to drop to uid 65534 for the test")
-	}
+	nstest.Need(t, os.Geteuid() == 0, "needs root to drop to uid 65534 for the test")
 	bin, _ := hostBuild(t)
 	// t.TempDir is private to root: let uid 65534 run the binary.
 	if err := os.Chmod(filepath.Dir(bin), 0o755); err != nil {

@@ -29,13 +29,20 @@ func Require(t testing.TB) {
 	} else if _, err := os.Stat("/proc/self/ns/net"); err != nil {
 		why = "kernel without network namespaces: " + err.Error()
 	}
-	if why == "" {
+	Need(t, why == "", why)
+}
+
+// Need fails the test under CI=true, where every prerequisite must be there, and skips it
+// otherwise, when ok is false; what names the missing prerequisite.
+func Need(t testing.TB, ok bool, what string) {
+	t.Helper()
+	if ok {
 		return
 	}
 	if os.Getenv("CI") == "true" {
-		t.Fatalf("prerequisite missing under CI=true: %s", why)
+		t.Fatalf("prerequisite missing under CI=true: %s", what)
 	}
-	t.Skip(why)
+	t.Skipf("skipping: %s", what)
 }
 
 // NS is a named network namespace created for one test.
