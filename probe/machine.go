@@ -96,6 +96,14 @@ type Machine struct {
 	lastCheckBusy  bool
 	lastSendErr    error
 	res            Result
+
+	// Kernel timestamps of this cycle's own packets, from their capture:
+	// probeTx[k] is when probe k+1 left (zero until seen), learnTx when the
+	// learning segment entered the local stack. Only a segment captured
+	// later than one of them may decide a verdict.
+	probeTx []time.Time
+	learnTx time.Time
+	preRST  string // an RST captured before any stimulus of ours
 }
 
 // NewMachine starts a probe cycle for flow at now. rand supplies the random
@@ -229,14 +237,17 @@ func (m *Machine) SockState(now time.Time, st SockState) {
 	}
 	switch {
 	case !st.Found:
-		m.finish(now, Gone, "local socket no longer exists")
+		m.finish(now, Gone, "local socket no longer exists"+m.preRSTNote())
 		return
 	case !st.Established:
 		s := st.State
 		if s == "" {
 			s = "not ESTABLISHED"
 		}
-		m.finish(now, Gone, "local socket is "+s)
+		m.finish(now, Gone, "local socket is "+s+m.preRSTNote())
+		return
+	case st.LinkDown != "":
+		m.finish(now, Unreachable, "local link down: "+st.LinkDown)
 		return
 	}
 	busy := st.Busy()
@@ -327,6 +338,7 @@ func (m *Machine) Sent(now time.Time, err error) {
 		m.hist.LastLearn = now
 		m.ph = phLearnWait
 	case sendProbe:
+		m.probeTx = append(m.probeTx, time.Time{})
 		m.probeAt = now
 		m.probeSeq, m.probeAck, m.probeLen = m.pending.Seq, m.pending.Ack, len(m.pending.Payload)
 		m.probeSent = true
@@ -350,7 +362,14 @@ func (m *Machine) Segment(now time.Time, w Wire, outbound bool) {
 	}
 	if outbound {
 		if m.probeSent && w.Seq == m.probeSeq && w.Ack == m.probeAck && w.Len == m.probeLen && w.Flags&(FlagRST|FlagSYN|FlagFIN) == 0 {
-			return // our own probe
+			// Our own probe, seen leaving: its kernel timestamp is the
+			// transmit time answers are measured from. A copy stamped
+			// before the current probe was handed to the kernel is an
+			// earlier, identical probe.
+			if n := len(m.probeTx); n > 0 && m.probeTx[n-1].IsZero() && !w.At.Before(m.probeAt) {
+				m.probeTx[n-1] = w.At
+			}
+			return
 		}
 		if w.Flags&FlagACK == 0 || w.Flags&FlagRST != 0 {
 			return // nothing to learn; a local RST shows up as gone at the next check
@@ -390,7 +409,11 @@ func (m *Machine) Segment(now time.Time, w Wire, outbound bool) {
 		return
 	}
 	if m.learnSent && w.Seq == m.learnSeq && w.Ack == m.learnAck && w.Len == 0 && w.Flags&FlagRST == 0 {
-		return // our own learning segment
+		// Our own learning segment, seen entering the local stack.
+		if m.learnTx.IsZero() || !w.At.Before(m.learnAt) {
+			m.learnTx = w.At
+		}
+		return
 	}
 	from := m.flow.Remote.Addr()
 	if w.Flags&FlagRST != 0 {
@@ -400,26 +423,79 @@ func (m *Machine) Segment(now time.Time, w Wire, outbound bool) {
 		} else if m.known {
 			what = fmt.Sprintf("RST seq=%d (RCV.NXT %d)", w.Seq, m.rcvNxt)
 		}
-		ev := what + " from " + from.String()
-		if !m.probeSent {
+		what += " from " + from.String()
+		// The RST decides only when it was captured after something of
+		// ours reached the peer's side: the learning segment (the local
+		// stack's duplicate ACK follows it) or a probe.
+		k, tx := m.stimulusBefore(w.At)
+		if tx.IsZero() {
+			m.res.PreProbe++
+			m.preRST = what + ", captured before anything was sent"
+			return
+		}
+		d := m.decision(w, k, tx)
+		ev := what + ", " + d.describe()
+		if k == 0 {
 			ev += " (answer to the local stack's duplicate ACK)"
 		}
+		m.res.DecidedBy = &d
 		m.finish(now, Reset, ev)
 		return
 	}
-	if m.probeSent {
-		m.res.RTT = now.Sub(m.probeAt)
-		ev := fmt.Sprintf("ACK seq=%d ack=%d from %s", w.Seq, w.Ack, from)
-		if m.known && w.Ack == m.sndNxt && w.Seq == m.rcvNxt {
-			ev = "ACK seq=RCV.NXT ack=SND.NXT from " + from.String()
+	if !m.probeSent {
+		return
+	}
+	k, tx := m.probeBefore(w.At)
+	if tx.IsZero() {
+		// Captured before any probe of this cycle left: it says nothing
+		// about the peer now, whatever the order it was read in.
+		m.res.PreProbe++
+		return
+	}
+	d := m.decision(w, k, tx)
+	ev := fmt.Sprintf("ACK seq=%d ack=%d from %s", w.Seq, w.Ack, from)
+	if m.known && w.Ack == m.sndNxt && w.Seq == m.rcvNxt {
+		ev = "ACK seq=RCV.NXT ack=SND.NXT from " + from.String()
+	}
+	if w.Len > 0 {
+		ev = fmt.Sprintf("data (%d bytes) from %s", w.Len, from)
+	}
+	ev += ", " + d.describe()
+	if m.ph != phProbeWait {
+		ev += " (late)"
+	}
+	m.res.RTT = d.AfterProbe
+	m.res.DecidedBy = &d
+	m.finish(now, Alive, ev)
+}
+
+// probeBefore returns the number (1-based) and kernel transmit time of the
+// latest probe seen leaving strictly before at; zero when none.
+func (m *Machine) probeBefore(at time.Time) (int, time.Time) {
+	for i := len(m.probeTx) - 1; i >= 0; i-- {
+		if tx := m.probeTx[i]; !tx.IsZero() && at.After(tx) {
+			return i + 1, tx
 		}
-		if m.ph != phProbeWait {
-			ev += " (late)"
-		}
-		if w.Len > 0 {
-			ev = fmt.Sprintf("data (%d bytes) from %s", w.Len, from)
-		}
-		m.finish(now, Alive, ev)
+	}
+	return 0, time.Time{}
+}
+
+// stimulusBefore is probeBefore that also accepts the learning segment
+// (returned as number 0).
+func (m *Machine) stimulusBefore(at time.Time) (int, time.Time) {
+	if k, tx := m.probeBefore(at); k > 0 {
+		return k, tx
+	}
+	if !m.learnTx.IsZero() && at.After(m.learnTx) {
+		return 0, m.learnTx
+	}
+	return 0, time.Time{}
+}
+
+func (m *Machine) decision(w Wire, k int, tx time.Time) Decision {
+	return Decision{
+		Seq: w.Seq, Ack: w.Ack, Flags: flagString(w.Flags), Len: w.Len,
+		CapturedAt: w.At, Probe: k, SentAt: tx, AfterProbe: w.At.Sub(tx),
 	}
 }
 
@@ -429,7 +505,17 @@ func (m *Machine) ICMP(now time.Time, w Wire) {
 	if m.ph == phDone {
 		return
 	}
+	if k, _ := m.probeBefore(w.At); k == 0 {
+		return // quotes something sent before our probe
+	}
 	m.res.ICMP = w.Reason + " from " + w.From.String()
+}
+
+func (m *Machine) preRSTNote() string {
+	if m.preRST == "" {
+		return ""
+	}
+	return " (" + m.preRST + ")"
 }
 
 func (m *Machine) finishSilent(now time.Time) {
@@ -439,6 +525,11 @@ func (m *Machine) finishSilent(now time.Time) {
 	}
 	if m.lastSendErr != nil {
 		ev += "; last send failed: " + m.lastSendErr.Error()
+	}
+	if k, _ := m.probeBefore(now); k == 0 {
+		// No probe was seen leaving: silence proves nothing.
+		m.finish(now, Unknown, fmt.Sprintf("none of the %d probes was seen leaving on the capture; %s", m.res.Probes, ev))
+		return
 	}
 	if m.res.ICMP != "" {
 		m.finish(now, Unreachable, m.res.ICMP+"; "+ev)

@@ -32,6 +32,15 @@ func step(t *testing.T, m *Machine, now time.Time, want ActionKind) Action {
 	return a
 }
 
+// sendSeen reports the packet of an ActSend as injected at now and feeds
+// its own capture (kernel timestamp 10 µs later), as the transport does.
+func sendSeen(m *Machine, now time.Time, p Packet) {
+	m.Sent(now, nil)
+	at := now.Add(10 * time.Microsecond)
+	w := Wire{At: at, Src: p.Src, Dst: p.Dst, Seq: p.Seq, Ack: p.Ack, Flags: FlagACK, Len: len(p.Payload)}
+	m.Segment(at, w, !p.ToLocal)
+}
+
 // learn drives check → learning injection → the local stack's duplicate ACK.
 func learn(t *testing.T, m *Machine, now time.Time) time.Time {
 	t.Helper()
@@ -41,9 +50,8 @@ func learn(t *testing.T, m *Machine, now time.Time) time.Time {
 	if !a.Packet.ToLocal || a.Packet.Src != tRemote || a.Packet.Dst != tLocal || len(a.Packet.Payload) != 0 {
 		t.Fatalf("learning packet %+v", a.Packet)
 	}
-	m.Sent(now, nil)
-	// Our own injection seen on the capture is ignored.
-	m.Segment(now, Wire{Src: tRemote, Dst: tLocal, Seq: a.Packet.Seq, Ack: a.Packet.Ack, Flags: FlagACK}, false)
+	// Our own injection seen on the capture is not an answer.
+	sendSeen(m, now, a.Packet)
 	if m.Done() {
 		t.Fatal("own learning segment taken as an answer")
 	}
@@ -63,16 +71,21 @@ func TestMachineAlive(t *testing.T) {
 	if p.ToLocal || p.Src != tLocal || p.Dst != tRemote || p.Seq != sndNxt-1 || p.Ack != rcvNxt || len(p.Payload) != 0 || p.Window != 500 {
 		t.Fatalf("probe %+v", p)
 	}
-	m.Sent(now, nil)
-	// Our own probe seen leaving is ignored.
-	m.Segment(now, Wire{Src: tLocal, Dst: tRemote, Seq: p.Seq, Ack: p.Ack, Flags: FlagACK}, true)
-	m.Segment(now.Add(3*time.Millisecond), Wire{Src: tRemote, Dst: tLocal, Seq: rcvNxt, Ack: sndNxt, Flags: FlagACK}, false)
+	// Our own probe seen leaving is not an answer; it gives the transmit time.
+	sendSeen(m, now, p)
+	if m.Done() {
+		t.Fatal("own probe taken as an answer")
+	}
+	m.Segment(now.Add(3*time.Millisecond), Wire{At: now.Add(3 * time.Millisecond), Src: tRemote, Dst: tLocal, Seq: rcvNxt, Ack: sndNxt, Flags: FlagACK}, false)
 	r := m.Result()
-	if !m.Done() || r.Verdict != Alive || r.RTT != 3*time.Millisecond || r.Probes != 1 || r.Learned != "injection" {
+	if !m.Done() || r.Verdict != Alive || r.RTT != 3*time.Millisecond-10*time.Microsecond || r.Probes != 1 || r.Learned != "injection" {
 		t.Fatalf("result %+v", r)
 	}
-	if r.Evidence != "ACK seq=RCV.NXT ack=SND.NXT from 10.200.1.2" {
+	if r.Evidence != "ACK seq=RCV.NXT ack=SND.NXT from 10.200.1.2, captured 2.99ms after probe 1 left" {
 		t.Errorf("evidence %q", r.Evidence)
+	}
+	if d := r.DecidedBy; d == nil || d.Probe != 1 || d.AfterProbe != r.RTT || d.Flags != "ACK" || !d.CapturedAt.After(d.SentAt) {
+		t.Errorf("decided by %+v", d)
 	}
 }
 
@@ -97,7 +110,7 @@ func TestMachineDeadSpacingAndOneByte(t *testing.T) {
 		case ActSend:
 			sent = append(sent, a.Packet)
 			sentAt = append(sentAt, now)
-			m.Sent(now, nil)
+			sendSeen(m, now, a.Packet)
 			continue
 		}
 		now = now.Add(time.Millisecond)
@@ -137,8 +150,8 @@ func TestMachineBusyLearnsPassively(t *testing.T) {
 	if a.Packet.Seq != sndNxt-1 || a.Packet.Ack != rcvNxt || len(a.Packet.Payload) != 0 {
 		t.Fatalf("probe %+v", a.Packet)
 	}
-	m.Sent(now, nil)
-	m.Segment(now.Add(time.Millisecond), Wire{Src: tRemote, Dst: tLocal, Seq: rcvNxt, Ack: sndNxt, Flags: FlagACK}, false)
+	sendSeen(m, now, a.Packet)
+	m.Segment(now.Add(time.Millisecond), Wire{At: now.Add(time.Millisecond), Src: tRemote, Dst: tLocal, Seq: rcvNxt, Ack: sndNxt, Flags: FlagACK}, false)
 	if r := m.Result(); r.Verdict != Alive || r.Learned != "passive" || !r.Busy {
 		t.Fatalf("result %+v", r)
 	}
@@ -168,9 +181,9 @@ func TestMachineResetAtLearning(t *testing.T) {
 	t0 := time.Unix(1000, 0)
 	m := NewMachine(tFlow, Config{}, History{}, seqRand(), t0)
 	now := learn(t, m, t0)
-	m.Segment(now, Wire{Src: tRemote, Dst: tLocal, Seq: rcvNxt, Flags: FlagRST}, false)
+	m.Segment(now, Wire{At: now, Src: tRemote, Dst: tLocal, Seq: rcvNxt, Flags: FlagRST}, false)
 	r := m.Result()
-	if r.Verdict != Reset || r.Evidence != "RST seq=RCV.NXT from 10.200.1.2 (answer to the local stack's duplicate ACK)" {
+	if r.Verdict != Reset || r.Evidence != "RST seq=RCV.NXT from 10.200.1.2, captured 40µs after the learning segment left (answer to the local stack's duplicate ACK)" {
 		t.Fatalf("result %+v", r)
 	}
 }
@@ -179,10 +192,11 @@ func TestMachineResetAfterProbe(t *testing.T) {
 	t0 := time.Unix(1000, 0)
 	m := NewMachine(tFlow, Config{}, History{}, seqRand(), t0)
 	now := learn(t, m, t0)
-	step(t, m, now, ActSend)
-	m.Sent(now, nil)
-	m.Segment(now, Wire{Src: tRemote, Dst: tLocal, Seq: rcvNxt + 7, Flags: FlagRST}, false)
-	if r := m.Result(); r.Verdict != Reset || r.Evidence != "RST seq=5007 (RCV.NXT 5000) from 10.200.1.2" {
+	a := step(t, m, now, ActSend)
+	sendSeen(m, now, a.Packet)
+	at := now.Add(time.Millisecond)
+	m.Segment(at, Wire{At: at, Src: tRemote, Dst: tLocal, Seq: rcvNxt + 7, Flags: FlagRST}, false)
+	if r := m.Result(); r.Verdict != Reset || r.Evidence != "RST seq=5007 (RCV.NXT 5000) from 10.200.1.2, captured 990µs after probe 1 left" {
 		t.Fatalf("result %+v", r)
 	}
 }
@@ -203,9 +217,9 @@ func TestMachineUnreachable(t *testing.T) {
 	t0 := time.Unix(1000, 0)
 	m := NewMachine(tFlow, Config{Count: 1, Interval: 100 * time.Millisecond}, History{}, seqRand(), t0)
 	now := learn(t, m, t0)
-	step(t, m, now, ActSend)
-	m.Sent(now, nil)
-	m.ICMP(now, Wire{ICMP: true, Src: tLocal, Dst: tRemote, From: netip.MustParseAddr("10.200.1.254"), Reason: "ICMP host unreachable"})
+	a := step(t, m, now, ActSend)
+	sendSeen(m, now, a.Packet)
+	m.ICMP(now, Wire{At: now.Add(time.Millisecond), ICMP: true, Src: tLocal, Dst: tRemote, From: netip.MustParseAddr("10.200.1.254"), Reason: "ICMP host unreachable"})
 	m.Next(now.Add(100 * time.Millisecond))
 	r := m.Result()
 	if r.Verdict != Unreachable || !r.Verdict.Dead() || r.Evidence != "ICMP host unreachable from 10.200.1.254; no answer to 1 probe" {

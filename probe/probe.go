@@ -27,6 +27,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"strings"
 	"time"
 )
 
@@ -193,6 +194,9 @@ type SockState struct {
 	Unacked uint32
 	// NotSent is tcp_info's tcpi_notsent_bytes (queued, never sent).
 	NotSent uint32
+	// LinkDown, when set, says that the local interface toward the peer has
+	// no carrier or is down (e.g. "veth0: no carrier"): nothing can leave.
+	LinkDown string
 }
 
 // Busy reports whether the socket has data in flight or unsent. Busy sockets
@@ -278,10 +282,59 @@ type Result struct {
 	RcvNxt  uint32 `json:"rcv_nxt,omitempty"`
 	// Evidence is a short human-readable account, e.g. "RST seq=RCV.NXT from 10.200.1.2".
 	Evidence string `json:"evidence"`
+	// DecidedBy is the captured segment that decided an alive or reset
+	// verdict, with its kernel timestamps.
+	DecidedBy *Decision `json:"decided_by,omitempty"`
+	// PreProbe counts segments from the peer that were captured before any
+	// probe of this cycle left, and so were not allowed to decide.
+	PreProbe int `json:"pre_probe_segments,omitempty"`
 	// ICMP names an ICMP destination unreachable seen for the flow, if any.
 	ICMP string `json:"icmp,omitempty"`
 	// Elapsed is the time from the start of the cycle to the verdict.
 	Elapsed time.Duration `json:"elapsed_ns"`
+}
+
+// Decision is the segment that decided a verdict. Both times are kernel
+// capture timestamps (CLOCK_REALTIME, taken as each packet passed the capture
+// tap): a segment decides only when it was captured strictly after a probe of
+// the same cycle was seen leaving (or, for an RST, after the learning segment
+// entered the local stack), so AfterProbe is always positive.
+type Decision struct {
+	Seq   uint32 `json:"seq"`
+	Ack   uint32 `json:"ack"`
+	Flags string `json:"flags"`
+	Len   int    `json:"len"`
+	// CapturedAt is when the deciding segment was captured.
+	CapturedAt time.Time `json:"captured_at"`
+	// Probe is the number (1-based) of the probe it followed; 0 for the
+	// learning segment.
+	Probe int `json:"probe"`
+	// SentAt is when that probe (or learning segment) was captured leaving.
+	SentAt time.Time `json:"sent_at"`
+	// AfterProbe is CapturedAt − SentAt, the RTT of an alive verdict.
+	AfterProbe time.Duration `json:"after_probe_ns"`
+}
+
+func (d Decision) describe() string {
+	what := fmt.Sprintf("probe %d", d.Probe)
+	if d.Probe == 0 {
+		what = "the learning segment"
+	}
+	return fmt.Sprintf("captured %v after %s left", d.AfterProbe, what)
+}
+
+// flagString renders TCP flags like "RST|ACK".
+func flagString(f uint8) string {
+	var parts []string
+	for _, x := range []struct {
+		bit  uint8
+		name string
+	}{{FlagSYN, "SYN"}, {FlagFIN, "FIN"}, {FlagRST, "RST"}, {FlagPSH, "PSH"}, {FlagACK, "ACK"}} {
+		if f&x.bit != 0 {
+			parts = append(parts, x.name)
+		}
+	}
+	return strings.Join(parts, "|")
 }
 
 // ErrNotLinux is returned by [New] on systems other than Linux.

@@ -151,10 +151,18 @@ func Run(ctx context.Context, flows []Flow, opt Options, tr Transport, chk Check
 	if own == nil {
 		own = map[ownKey]time.Time{}
 	}
+	// Packets this run injected, by the machine that injected each: their
+	// capture carries the kernel's transmit timestamp, which the machine
+	// needs to tell answers from segments that predate its probe.
+	ownM := make(map[ownKey]*Machine, 2*len(flows))
 	lastPrune := now
 	dispatch := func(w Wire) {
 		if !w.ICMP {
-			if _, ok := own[ownKey{w.Src, w.Dst, w.Seq, w.Ack, w.Len}]; ok {
+			k := ownKey{w.Src, w.Dst, w.Seq, w.Ack, w.Len}
+			if _, ok := own[k]; ok {
+				if m := ownM[k]; m != nil && !m.Done() {
+					m.Segment(w.At, w, w.Src == m.Flow().Local)
+				}
 				return
 			}
 		}
@@ -273,7 +281,9 @@ func Run(ctx context.Context, flows []Flow, opt Options, tr Transport, chk Check
 				ps := (*q)[k]
 				at := time.Now()
 				nf := Flow{Local: ps.p.Src, Remote: ps.p.Dst}.Normalize()
-				own[ownKey{nf.Local, nf.Remote, ps.p.Seq, ps.p.Ack, len(ps.p.Payload)}] = at
+				k := ownKey{nf.Local, nf.Remote, ps.p.Seq, ps.p.Ack, len(ps.p.Payload)}
+				own[k] = at
+				ownM[k] = ps.m
 				err := tr.Inject(ps.p)
 				ps.m.Sent(at, err)
 				sent++

@@ -17,7 +17,6 @@ type simNet struct {
 	peer map[Flow]string // "alive", "reset", "dead", "icmp"
 	busy map[Flow]bool
 	sent []Packet
-	echo bool
 }
 
 func newSimNet() *simNet {
@@ -31,16 +30,16 @@ func (s *simNet) Inject(p Packet) error {
 	defer s.mu.Unlock()
 	s.sent = append(s.sent, p)
 	now := time.Now()
-	if s.echo {
-		// The capture sees the injected packet itself too (on lo).
-		s.ch <- Wire{At: now, Src: p.Src, Dst: p.Dst, Seq: p.Seq, Ack: p.Ack, Flags: FlagACK, Len: len(p.Payload)}
-	}
+	us := time.Microsecond
 	if p.ToLocal {
+		// The capture sees the injected segment itself (on lo), then the
+		// local stack's duplicate ACK.
+		s.ch <- Wire{At: now, Src: p.Src, Dst: p.Dst, Seq: p.Seq, Ack: p.Ack, Flags: FlagACK, Len: len(p.Payload)}
 		f := Flow{Local: p.Dst, Remote: p.Src}
 		snd, rcv := simNums(f)
-		s.ch <- Wire{At: now, Src: f.Local, Dst: f.Remote, Seq: snd, Ack: rcv, Flags: FlagACK, Window: 100}
+		s.ch <- Wire{At: now.Add(us), Src: f.Local, Dst: f.Remote, Seq: snd, Ack: rcv, Flags: FlagACK, Window: 100}
 		if s.peer[f] == "reset" { // the duplicate ACK reaches a peer that forgot
-			s.ch <- Wire{At: now, Src: f.Remote, Dst: f.Local, Seq: rcv, Flags: FlagRST}
+			s.ch <- Wire{At: now.Add(2 * us), Src: f.Remote, Dst: f.Local, Seq: rcv, Flags: FlagRST}
 		}
 		return nil
 	}
@@ -51,9 +50,9 @@ func (s *simNet) Inject(p Packet) error {
 	case "alive":
 		s.ch <- Wire{At: now.Add(time.Millisecond), Src: p.Dst, Dst: p.Src, Seq: rcv, Ack: snd, Flags: FlagACK}
 	case "reset":
-		s.ch <- Wire{At: now, Src: p.Dst, Dst: p.Src, Seq: p.Ack, Flags: FlagRST}
+		s.ch <- Wire{At: now.Add(us), Src: p.Dst, Dst: p.Src, Seq: p.Ack, Flags: FlagRST}
 	case "icmp":
-		s.ch <- Wire{At: now, ICMP: true, Src: p.Src, Dst: p.Dst, From: netip.MustParseAddr("10.200.9.254"), Reason: "ICMP host unreachable"}
+		s.ch <- Wire{At: now.Add(us), ICMP: true, Src: p.Src, Dst: p.Dst, From: netip.MustParseAddr("10.200.9.254"), Reason: "ICMP host unreachable"}
 	}
 	return nil
 }
@@ -215,7 +214,6 @@ func TestRunErrors(t *testing.T) {
 // segments and must not teach it anything.
 func TestRunMirroredFlows(t *testing.T) {
 	sim := newSimNet()
-	sim.echo = true
 	a := simFlow(1)
 	b := Flow{Local: a.Remote, Remote: a.Local}
 	sim.peer[a], sim.peer[b] = "alive", "alive"

@@ -70,6 +70,10 @@ func Simulate(peer Peer, cfg Config, rtt time.Duration) (Simulation, error) {
 		case ActSend:
 			p := act.Packet
 			m.Sent(now, nil)
+			// The capture sees every injected packet, stamped by the kernel
+			// as it passes: the time answers are measured from.
+			own := Wire{At: now.Add(time.Microsecond), Src: p.Src, Dst: p.Dst, Seq: p.Seq, Ack: p.Ack, Flags: FlagACK, Len: len(p.Payload)}
+			queue = append(queue, delivery{own, !p.ToLocal, "own"})
 			if p.ToLocal {
 				ev(now, "learn", "zero-length ACK injected into the local stack (the socket is idle: nothing in flight, nothing unsent)")
 				queue = append(queue, delivery{Wire{At: now.Add(localDelay), Src: flow.Local, Dst: flow.Remote, Seq: sndNxt, Ack: rcvNxt, Flags: FlagACK, Window: 512}, true, ""})
@@ -107,6 +111,7 @@ func Simulate(peer Peer, cfg Config, rtt time.Duration) (Simulation, error) {
 			d := queue[0]
 			queue = queue[1:]
 			switch {
+			case d.note == "own":
 			case d.outbound:
 				ev(now, "learned", fmt.Sprintf("the local stack answers with a duplicate ACK: SND.NXT=%d RCV.NXT=%d", d.w.Seq, d.w.Ack))
 			case d.w.Flags&FlagRST != 0:

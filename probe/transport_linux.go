@@ -8,6 +8,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/keepalive-dev/keepalive/internal/netnsx"
 	"golang.org/x/net/bpf"
@@ -75,6 +76,14 @@ func newTransport(ns string) (filterTransport, error) {
 	}
 	if err := unix.SetsockoptInt(t.capFD, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 64<<20); err != nil {
 		_ = unix.SetsockoptInt(t.capFD, unix.SOL_SOCKET, unix.SO_RCVBUF, 64<<20)
+	}
+	// Kernel receive timestamps (CLOCK_REALTIME, set when the packet passed the
+	// capture tap: on egress as it left, on ingress as it arrived) decide
+	// which segment came after which probe; a user-space clock read after
+	// recvmsg cannot.
+	if err := unix.SetsockoptInt(t.capFD, unix.SOL_SOCKET, unix.SO_TIMESTAMPNS, 1); err != nil {
+		t.closeFDs()
+		return nil, fmt.Errorf("capture socket SO_TIMESTAMPNS: %w", err)
 	}
 	tv := unix.NsecToTimeval(int64(100 * time.Millisecond))
 	if err := unix.SetsockoptTimeval(t.capFD, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
@@ -152,6 +161,7 @@ func (t *linuxTransport) read() {
 	defer t.wg.Done()
 	defer close(t.ch)
 	buf := make([]byte, 2048)
+	oob := make([]byte, 256)
 	dec := NewDecoder()
 	for {
 		select {
@@ -159,7 +169,7 @@ func (t *linuxTransport) read() {
 			return
 		default:
 		}
-		n, from, err := unix.Recvfrom(t.capFD, buf, 0)
+		n, oobn, _, from, err := unix.Recvmsg(t.capFD, buf, oob, 0)
 		if err != nil {
 			if errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EINTR) || errors.Is(err, unix.ENOBUFS) {
 				continue
@@ -169,7 +179,10 @@ func (t *linuxTransport) read() {
 		if !t.active.Load() {
 			continue
 		}
-		at := time.Now()
+		at, ok := kernelStamp(oob[:oobn])
+		if !ok {
+			continue // no kernel timestamp: the packet cannot be placed in time
+		}
 		ll, ok := from.(*unix.SockaddrLinklayer)
 		if !ok {
 			continue
@@ -192,6 +205,24 @@ func (t *linuxTransport) read() {
 			return
 		}
 	}
+}
+
+// kernelStamp returns the SCM_TIMESTAMPNS control message's time.
+func kernelStamp(oob []byte) (time.Time, bool) {
+	msgs, err := unix.ParseSocketControlMessage(oob)
+	if err != nil {
+		return time.Time{}, false
+	}
+	for _, m := range msgs {
+		if m.Header.Level == unix.SOL_SOCKET && m.Header.Type == unix.SCM_TIMESTAMPNS && len(m.Data) >= int(unsafe.Sizeof(unix.Timespec{})) {
+			ts := (*unix.Timespec)(unsafe.Pointer(&m.Data[0]))
+			if ts.Sec == 0 && ts.Nsec == 0 {
+				return time.Time{}, false
+			}
+			return time.Unix(ts.Unix()), true
+		}
+	}
+	return time.Time{}, false
 }
 
 // Packets implements Transport.
