@@ -43,13 +43,40 @@ const (
 	DefaultRate = 100000
 )
 
-// Limits enforced by [Config.Validate].
+// Limits enforced by [Config.Validate]. MinInterval and MinTimeout are what
+// the state machine can drive (stress tests probe that fast on purpose); a
+// useful probe needs more: see [CommandMinTimeout] and [MinSpacing].
 const (
 	MaxCount    = 1000
-	MinInterval = time.Millisecond
+	MinInterval = 10 * time.Millisecond
+	MinTimeout  = 10 * time.Millisecond
 	MaxInterval = time.Hour
 	MaxRate     = 10_000_000
 )
+
+// Rate limit of zero-length answers. Linux answers an out-of-window
+// zero-length segment (the learning segment, the zero-length probe) at most
+// once per net.ipv4.tcp_invalid_ratelimit per socket (tcp_oow_rate_limited;
+// default 500 ms, per network namespace). Segments carrying data are not
+// rate-limited. The peer's value cannot be read: the default is assumed for
+// it, or the local value when that is larger.
+const (
+	DefaultRateLimit = 500 * time.Millisecond
+	// SpacingMargin is added to the rate limit so that timer and scheduling
+	// jitter never make a retry arrive just inside the window.
+	SpacingMargin = 100 * time.Millisecond
+	// CommandMinTimeout is the shortest wait for an answer 'keepalive probe'
+	// accepts: one round trip plus the scheduling delay of a loaded host.
+	CommandMinTimeout = 100 * time.Millisecond
+)
+
+// MinSpacing returns the spacing of zero-length segments to one socket (and
+// so the shortest useful probe interval) for a local
+// net.ipv4.tcp_invalid_ratelimit of localLimit (0 when unknown):
+// max(localLimit, [DefaultRateLimit]) + [SpacingMargin].
+func MinSpacing(localLimit time.Duration) time.Duration {
+	return max(localLimit, DefaultRateLimit) + SpacingMargin
+}
 
 // Flow identifies one TCP connection from the point of view of the local
 // socket. IPv4-mapped IPv6 addresses are treated as IPv4 (that is what the
@@ -173,8 +200,8 @@ func (c Config) Validate() error {
 	if c.Interval < MinInterval || c.Interval > MaxInterval {
 		return fmt.Errorf("probe interval %v out of range %v..%v", c.Interval, MinInterval, MaxInterval)
 	}
-	if c.Timeout < MinInterval || c.Timeout > MaxInterval {
-		return fmt.Errorf("probe timeout %v out of range %v..%v", c.Timeout, MinInterval, MaxInterval)
+	if c.Timeout < MinTimeout || c.Timeout > MaxInterval {
+		return fmt.Errorf("probe timeout %v out of range %v..%v", c.Timeout, MinTimeout, MaxInterval)
 	}
 	if c.Spacing < 0 || c.Spacing > MaxInterval {
 		return fmt.Errorf("probe spacing %v out of range 0..%v", c.Spacing, MaxInterval)

@@ -43,6 +43,8 @@ type probeSummary struct {
 	Skipped     int            `json:"skipped_not_established"`
 	Reaped      int            `json:"reaped"`
 	WouldReap   int            `json:"would_reap,omitempty"`
+	// NotAlive counts dead, unreachable, reset and unknown verdicts (exit status 3).
+	NotAlive int `json:"not_alive"`
 	Elapsed     time.Duration  `json:"elapsed_ns"`
 }
 
@@ -60,9 +62,16 @@ classify the answer:
                local kernel accepts the RST and tears the socket down itself; its owner
                gets ECONNRESET.
   dead         no answer to --count probes --interval apart
-  unreachable  no answer, and an ICMP destination unreachable came back (counts as dead)
+  unreachable  no answer, and an ICMP destination unreachable came back (counts as
+               dead); or the local link toward the peer is down (no carrier)
   gone         the local socket closed or left ESTABLISHED meanwhile
-  unknown      the connection could not be probed (busy, and none of its segments seen)
+  unknown      the connection could not be probed (busy, and none of its segments seen;
+               or no probe was seen leaving): neither alive nor dead
+
+Only a segment captured after the probe left may decide: both times are the kernel's
+capture timestamps (the probe's own copy on the capture, and the answer's), so a segment
+that was already on its way before the probe is never taken as its answer. The RTT is
+the difference, always positive; --json names the deciding segment (decided_by).
 
 How: the local socket's sequence numbers are learned by injecting into the local stack a
 zero-length ACK that claims to come from the peer; the kernel answers with a duplicate ACK
@@ -77,8 +86,12 @@ byte the peer discards). Nothing reaches the owning processes.
 --reap destroys (SOCK_DESTROY) the connections found dead or unreachable; reset ones are
 already gone and alive ones are never touched. Add --dry-run to only list them.
 
+--interval is at least 600 ms (more when net.ipv4.tcp_invalid_ratelimit is raised above
+its default 500 ms), --timeout at least 100 ms.
+
 Needs root (CAP_NET_RAW for raw sockets and packet capture, CAP_NET_ADMIN for --reap).
-Exit status 3 when any peer is dead, unreachable or reset.`,
+Exit status 3 when any probed connection is not alive: dead, unreachable, reset or
+unknown (each row gives its reason); 0 when all are alive or gone.`,
 		Example: `  # Probe every established connection to port 5432 (PostgreSQL clients or servers)
   sudo keepalive probe --port 5432
 
@@ -101,8 +114,8 @@ Exit status 3 when any peer is dead, unreachable or reset.`,
 	o.sel.register(cmd.Flags())
 	f := cmd.Flags()
 	f.IntVar(&o.count, "count", probe.DefaultCount, fmt.Sprintf("probes per connection before declaring the peer dead (1..%d)", probe.MaxCount))
-	f.Var(newDurationValue(&o.interval), "interval", "time between probes to one connection (default 1s)")
-	f.Var(newDurationValue(&o.timeout), "timeout", "how long to wait for an answer to each probe (default: --interval)")
+	f.Var(newDurationValue(&o.interval), "interval", "time between probes to one connection (default 1s, minimum 600ms)")
+	f.Var(newDurationValue(&o.timeout), "timeout", "how long to wait for an answer to each probe (default: --interval, minimum 100ms)")
 	f.IntVar(&o.rate, "rate", probe.DefaultRate, fmt.Sprintf("maximum packets injected per second (1..%d)", probe.MaxRate))
 	f.BoolVar(&o.reap, "reap", false, "destroy (SOCK_DESTROY) connections whose peer is dead or unreachable")
 	f.BoolVar(&o.dryRun, "dry-run", false, "with --reap: list what would be destroyed, destroy nothing")
@@ -114,11 +127,13 @@ func (o *probeOptions) config() (probe.Config, error) {
 	if o.count < 1 || o.count > probe.MaxCount {
 		return probe.Config{}, usagef("invalid --count %d (allowed: 1..%d)", o.count, probe.MaxCount)
 	}
-	if o.interval != 0 && (o.interval < probe.MinInterval || o.interval > probe.MaxInterval) {
-		return probe.Config{}, usagef("invalid --interval %v (allowed: %v..%v)", o.interval, probe.MinInterval, probe.MaxInterval)
+	if minI := probe.MinSpacing(0); o.interval != 0 && (o.interval < minI || o.interval > probe.MaxInterval) {
+		return probe.Config{}, usagef("invalid --interval %v (allowed: %v..%v; the kernel answers zero-length segments at most once per net.ipv4.tcp_invalid_ratelimit, %v by default, per socket)",
+			o.interval, minI, probe.MaxInterval, probe.DefaultRateLimit)
 	}
-	if o.timeout != 0 && (o.timeout < probe.MinInterval || o.timeout > probe.MaxInterval) {
-		return probe.Config{}, usagef("invalid --timeout %v (allowed: %v..%v)", o.timeout, probe.MinInterval, probe.MaxInterval)
+	if o.timeout != 0 && (o.timeout < probe.CommandMinTimeout || o.timeout > probe.MaxInterval) {
+		return probe.Config{}, usagef("invalid --timeout %v (allowed: %v..%v; an answer takes a round trip plus the scheduling delay of a loaded host)",
+			o.timeout, probe.CommandMinTimeout, probe.MaxInterval)
 	}
 	if o.rate < 1 || o.rate > probe.MaxRate {
 		return probe.Config{}, usagef("invalid --rate %d (allowed: 1..%d packets/s)", o.rate, probe.MaxRate)
@@ -170,6 +185,21 @@ func runProbe(ctx context.Context, g *globalOptions, o *probeOptions) error {
 		byNS[s.NetNS] = append(byNS[s.NetNS], s)
 	}
 	total := len(socks) - skipped
+	// Zero-length segments to one socket must be spaced beyond the rate
+	// limit of the namespace's kernel (and of the peer's, assumed default).
+	spacing := map[string]time.Duration{}
+	for _, ns := range nsOrder {
+		rl, err := probe.InvalidRateLimit(ns)
+		if err != nil {
+			rl = 0 // unreadable: assume the kernel default
+		}
+		sp := probe.MinSpacing(rl)
+		spacing[ns] = sp
+		if o.interval != 0 && o.interval < sp {
+			return usagef("invalid --interval %v: at least %v here (net.ipv4.tcp_invalid_ratelimit%s = %v: the kernel answers zero-length segments at most once per %v per socket)",
+				o.interval, sp, probeNSSuffix(ns), rl, rl)
+		}
+	}
 	if total == 0 {
 		msg := "no established connections match"
 		if d := o.sel.describe(); d != "" {
@@ -224,7 +254,12 @@ func runProbe(ctx context.Context, g *globalOptions, o *probeOptions) error {
 				fmt.Fprintln(g.Stdout, probeFormatRow(row))
 			}
 		}
-		opt := probe.Options{Config: cfg, Rate: o.rate, Progress: func(pr probe.Progress) {
+		nsCfg := cfg
+		nsCfg.Spacing = spacing[ns]
+		if nsCfg.Interval == 0 {
+			nsCfg.Interval = max(probe.DefaultInterval, nsCfg.Spacing)
+		}
+		opt := probe.Options{Config: nsCfg, Rate: o.rate, Progress: func(pr probe.Progress) {
 			if time.Since(lastProgress) < time.Second {
 				return
 			}
@@ -260,7 +295,11 @@ func runProbe(ctx context.Context, g *globalOptions, o *probeOptions) error {
 		}
 	}
 	sum.Elapsed = time.Since(start)
-	failed := sum.Verdicts["dead"] + sum.Verdicts["unreachable"] + sum.Verdicts["reset"]
+	// Every probed connection that is not alive is a finding, unknown
+	// included (it was not shown to be alive); gone is not: its owner closed
+	// it meanwhile.
+	failed := probeNotAlive(sum.Verdicts)
+	sum.NotAlive = failed
 	if g.JSON {
 		if err := g.printJSON(struct {
 			Connections []probeRow   `json:"connections"`
@@ -280,6 +319,15 @@ func runProbe(ctx context.Context, g *globalOptions, o *probeOptions) error {
 		return &exitError{code: exitFound}
 	}
 	return nil
+}
+
+// probeNotAlive counts the verdicts that make 'keepalive probe' exit 3.
+func probeNotAlive(verdicts map[string]int) int {
+	n := 0
+	for _, v := range []probe.Verdict{probe.Dead, probe.Unreachable, probe.Reset, probe.Unknown} {
+		n += verdicts[v.String()]
+	}
+	return n
 }
 
 func probeNSSuffix(ns string) string {
@@ -341,6 +389,9 @@ func probeFormatSummary(s probeSummary) string {
 		}
 	}
 	out := fmt.Sprintf("probed %d connections in %s: %s", s.Connections, s.Elapsed.Round(time.Millisecond), strings.Join(parts, ", "))
+	if s.NotAlive > 0 {
+		out += fmt.Sprintf("; %d not alive (reasons above)", s.NotAlive)
+	}
 	if s.Skipped > 0 {
 		out += fmt.Sprintf("; %d not ESTABLISHED skipped", s.Skipped)
 	}

@@ -217,7 +217,7 @@ func TestProbeCommandAliveThenDeadReap(t *testing.T) {
 	sel := []string{"--netns", tn.local, "--peer", tn.peerIP.String()}
 
 	// Text output: one row per connection, evidence, summary; exit 0.
-	out, errOut, code := probeTestRun(t, bin, append([]string{"probe", "--count", "2", "--interval", "300ms"}, sel...)...)
+	out, errOut, code := probeTestRun(t, bin, append([]string{"probe", "--count", "2", "--interval", "600ms"}, sel...)...)
 	if code != 0 {
 		t.Fatalf("exit %d\n%s\n%s", code, out, errOut)
 	}
@@ -229,7 +229,7 @@ func TestProbeCommandAliveThenDeadReap(t *testing.T) {
 
 	// Peer black-holed: dead, exit 3; --reap --dry-run destroys nothing.
 	tn.blackHole(t)
-	out, errOut, code = probeTestRun(t, bin, append([]string{"probe", "--json", "--count", "2", "--interval", "300ms", "--reap", "--dry-run"}, sel...)...)
+	out, errOut, code = probeTestRun(t, bin, append([]string{"probe", "--json", "--count", "2", "--interval", "600ms", "--reap", "--dry-run"}, sel...)...)
 	var res probeTestOut
 	if err := json.Unmarshal([]byte(out), &res); err != nil {
 		t.Fatalf("json: %v\n%s\n%s", err, out, errOut)
@@ -244,7 +244,7 @@ func TestProbeCommandAliveThenDeadReap(t *testing.T) {
 	}
 
 	// --reap destroys them: the owners get ECONNABORTED.
-	out, errOut, code = probeTestRun(t, bin, append([]string{"probe", "--count", "2", "--interval", "300ms", "--reap"}, sel...)...)
+	out, errOut, code = probeTestRun(t, bin, append([]string{"probe", "--count", "2", "--interval", "600ms", "--reap"}, sel...)...)
 	if code != 3 || !strings.Contains(out, "4 destroyed") {
 		t.Fatalf("exit %d\n%s\n%s", code, out, errOut)
 	}
@@ -265,6 +265,10 @@ func TestProbeCommandNothingAndUsage(t *testing.T) {
 	for _, args := range [][]string{
 		{"probe", "--count", "0"},
 		{"probe", "--interval", "0.0001"},
+		{"probe", "--interval", "1ms"},
+		{"probe", "--interval", "500ms"}, // below tcp_invalid_ratelimit + margin
+		{"probe", "--timeout", "1ms"},
+		{"probe", "--timeout", "99ms"},
 		{"probe", "--rate", "-1"},
 		{"probe", "--dry-run"},
 		{"probe", "--port", "70000"},
@@ -282,6 +286,21 @@ func TestProbeCommandNothingAndUsage(t *testing.T) {
 	_, errOut, code := probeTestRun(t, bin, "probe", "--peer", "10.200.255.254")
 	if code != 0 || !strings.Contains(errOut, "no established connections match --peer 10.200.255.254") {
 		t.Errorf("exit %d, stderr %q", code, errOut)
+	}
+}
+
+func TestProbeNotAliveCounts(t *testing.T) {
+	v := map[string]int{"alive": 5, "gone": 2}
+	if n := probeNotAlive(v); n != 0 {
+		t.Errorf("alive and gone only: %d not alive", n)
+	}
+	v = map[string]int{"alive": 1, "dead": 1, "unreachable": 1, "reset": 1, "unknown": 1, "gone": 1}
+	if n := probeNotAlive(v); n != 4 {
+		t.Errorf("%v: %d not alive, want 4 (unknown counts, gone does not)", v, n)
+	}
+	s := probeFormatSummary(probeSummary{Connections: 3, Verdicts: map[string]int{"alive": 1, "dead": 1, "unknown": 1}, NotAlive: 2})
+	if !strings.Contains(s, "1 dead, 1 unknown") || !strings.Contains(s, "2 not alive") {
+		t.Errorf("summary %q: unknown must stay unknown", s)
 	}
 }
 
