@@ -44,8 +44,8 @@ type probeSummary struct {
 	Reaped      int            `json:"reaped"`
 	WouldReap   int            `json:"would_reap,omitempty"`
 	// NotAlive counts dead, unreachable, reset and unknown verdicts (exit status 3).
-	NotAlive int `json:"not_alive"`
-	Elapsed     time.Duration  `json:"elapsed_ns"`
+	NotAlive int           `json:"not_alive"`
+	Elapsed  time.Duration `json:"elapsed_ns"`
 }
 
 func newProbeCmd(g *globalOptions) *cobra.Command {
