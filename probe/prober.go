@@ -46,7 +46,12 @@ func New(opts NewOptions) (*Prober, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Prober{tr: tr, chk: opts.Checker, hist: map[Flow]History{}, own: map[ownKey]time.Time{}}, nil
+	chk, err := withLinkCheck(opts.Checker, opts.Netns)
+	if err != nil {
+		tr.Close()
+		return nil, err
+	}
+	return &Prober{tr: tr, chk: chk, hist: map[Flow]History{}, own: map[ownKey]time.Time{}}, nil
 }
 
 // Probe runs one probe cycle on every flow (see [Run]) and returns the
@@ -82,5 +87,8 @@ func (p *Prober) Close() error {
 	}
 	err := p.tr.Close()
 	p.tr = nil
+	if c, ok := p.chk.(interface{ close() }); ok {
+		c.close()
+	}
 	return err
 }
