@@ -58,9 +58,12 @@ received segment to the application's error for a silent peer), RISK.
 
 KEEPALIVE values are exact when read from the socket itself: that duplicates the
 owner's descriptor with pidfd_getfd (Linux ≥ 5.6, CAP_SYS_PTRACE or same user with
-kernel.yama.ptrace_scope=0). Otherwise, or with --deep=never, they are inferred from
-the kernel's timer and marked "~": on/off from whether the keepalive timer is armed,
-idle from the timer's expiry, interval and count from the namespace's sysctls.
+kernel.yama.ptrace_scope=0). Otherwise, or with --deep=never, only what the kernel's
+timer proves is shown, marked "~": on/off from whether the keepalive timer is armed, and
+bounds from its expiry and probe count — "~on idle|intvl≥14s" (max(idle, interval) is at
+least 14 s), or with probes out "~idle≤58s intvl≥4s cnt≥2" — never the namespace's
+sysctl defaults, which the socket may have overridden. Verdicts on such rows say
+"on bounds", and a risk is reported only when the bounds prove it.
 --deep=auto (the default) reads exactly when the host holds at most 20000 socket
 descriptors, so that auditing a very busy host stays fast.
 
@@ -98,6 +101,10 @@ type auditKA struct {
 	enabled  bool
 	cfg      keepalive.Config
 	inferred bool
+	// bounded: on, settings unreadable; bounds holds what the kernel timer proves and cfg
+	// is empty (never the sysctl defaults: the socket may have its own values).
+	bounded bool
+	bounds  host.KeepaliveBounds
 }
 
 // auditVerdict is the judgement for one kind of socket (memoized: many sockets share one).
@@ -107,7 +114,9 @@ type auditVerdict struct {
 	text     string
 	detected bool
 	detect   time.Duration
-	errno    string
+	// detectMin (settings only bounded): detection takes at least this long.
+	detectMin time.Duration
+	errno     string
 }
 
 type auditVerdictKey struct {
@@ -149,19 +158,17 @@ func auditSettings(s *host.Socket, sys keepalive.Sysctl) auditKA {
 	if !on {
 		return auditKA{known: true, inferred: true}
 	}
-	cfg := sys.Keepalive
-	if s.Timer == host.TimerKeepalive && s.TimerRetrans == 0 && s.Info != nil {
-		// The timer fires when the idle time is reached: idle so far + time to expiry.
-		if est := (s.Info.Idle() + s.TimerExpires).Round(time.Second); est >= time.Second {
-			cfg.Idle = est
-		}
-	}
-	return auditKA{known: true, enabled: true, cfg: cfg, inferred: true}
+	b, _ := s.KeepaliveBounds()
+	return auditKA{known: true, enabled: true, inferred: true, bounded: true, bounds: b}
 }
 
 func (j *auditJudge) judge(s *host.Socket, ka auditKA, sys keepalive.Sysctl) *auditVerdict {
 	inflight := s.SendQ > 0 || (s.Info != nil && (s.Info.Unacked > 0 || s.Info.NotSent > 0))
 	assess := s.State == host.StateEstablished || s.State == host.StateCloseWait
+	if ka.bounded {
+		// Only the refresh bound enters the verdict: keep the cache small.
+		ka.bounds = host.KeepaliveBounds{RefreshMin: ka.bounds.RefreshMin}
+	}
 	key := auditVerdictKey{ka: ka, inflight: inflight, assess: assess, retries2: sys.Retries2}
 	if v, ok := j.cache[key]; ok {
 		return v
@@ -191,6 +198,8 @@ func (j *auditJudge) compute(k auditVerdictKey, sys keepalive.Sysctl) *auditVerd
 			v.text = "data in flight and no user timeout: ≈ " + keepalive.HumanDuration(tl.Detection)
 			if !k.ka.known {
 				v.text += " (keepalive setting hidden by the retransmission timer)"
+			} else if k.ka.bounded {
+				v.text += " (user timeout not readable without the owner's descriptor)"
 			}
 			return v
 		}
@@ -208,6 +217,9 @@ func (j *auditJudge) compute(k auditVerdictKey, sys keepalive.Sysctl) *auditVerd
 		}
 		return v
 	}
+	if k.ka.bounded {
+		return j.computeBounded(v, k.ka.bounds)
+	}
 	tl := keepalive.Predict(keepalive.Model{Config: cfg, Enabled: true, Scenario: keepalive.ScenarioSilent, Retries2: sys.Retries2})
 	v.detected, v.detect, v.errno = tl.Detected, tl.Detection, tl.Error
 	if j.middlebox > 0 && cfg.Idle >= j.middlebox {
@@ -222,6 +234,33 @@ func (j *auditJudge) compute(k auditVerdictKey, sys keepalive.Sysctl) *auditVerd
 		v.text = "ok"
 	}
 	return j.checkWithin(v)
+}
+
+// computeBounded judges a socket whose keepalive is on but whose settings are only bounded
+// by the kernel timer: a risk is reported only when the bounds prove it, and the verdict
+// says that it rests on bounds. Keepalive refreshes an idle flow every max(idle, interval)
+// (after an answered probe the timer fires one interval later), which is ≥ b.RefreshMin;
+// a silent peer is noticed no sooner than that either.
+func (j *auditJudge) computeBounded(v *auditVerdict, b host.KeepaliveBounds) *auditVerdict {
+	const why = "grant CAP_SYS_PTRACE for the exact settings"
+	r := fmtSecs(b.RefreshMin)
+	// A silent peer is noticed after idle + count·interval ≥ max(idle, interval).
+	v.detectMin = b.RefreshMin
+	switch {
+	case j.middlebox > 0 && b.RefreshMin >= j.middlebox:
+		v.risk, v.kind = true, "middlebox"
+		v.text = fmt.Sprintf("on bounds: keepalive refreshes the flow every max(idle, interval) ≥ %s but the %s forgets after %s", r, j.mbName, fmtSecs(j.middlebox))
+	case j.detectWithin > 0 && b.RefreshMin > j.detectWithin:
+		v.risk, v.kind = true, "slow"
+		v.text = fmt.Sprintf("on bounds: dead peer noticed after ≥ %s, more than %s", r, fmtSecs(j.detectWithin))
+	case j.middlebox > 0 || j.detectWithin > 0:
+		v.kind = "unknown"
+		v.text = fmt.Sprintf("keepalive on, settings unreadable (kernel timer: max(idle, interval) ≥ %s): cannot tell; %s", r, why)
+	default:
+		v.kind = "ok"
+		v.text = fmt.Sprintf("ok on bounds: keepalive on, max(idle, interval) ≥ %s (settings unreadable)", r)
+	}
+	return v
 }
 
 func (j *auditJudge) checkWithin(v *auditVerdict) *auditVerdict {
@@ -494,7 +533,7 @@ func auditRun(cmd *cobra.Command, g *globalOptions, o *auditOptions) error {
 		w.WriteString("}\n")
 	} else {
 		if sum.inferred > 0 {
-			fmt.Fprintf(w, "~ inferred from the kernel timer for %d connections", sum.inferred)
+			fmt.Fprintf(w, "~ settings not readable for %d connections: shown as what the kernel timer proves (on/off, bounds), verdicts \"on bounds\"", sum.inferred)
 			switch {
 			case sum.skipped > 0:
 				fmt.Fprintf(w, " (more than %d socket descriptors on the host; use --deep=always for exact values)", auditDeepAutoLimit)
@@ -578,6 +617,17 @@ func auditKAText(ka auditKA) string {
 	p := ""
 	if ka.inferred {
 		p = "~"
+	}
+	if ka.bounded {
+		b := ka.bounds
+		if b.ProbesOut == 0 {
+			return "~on idle|intvl≥" + auditDur(b.RefreshMin)
+		}
+		idle := "idle?"
+		if b.IdleMax > 0 {
+			idle = "idle≤" + auditDur(b.IdleMax)
+		}
+		return "~" + idle + " intvl≥" + auditDur(b.IntervalMin) + " cnt≥" + strconv.Itoa(b.ProbesOut)
 	}
 	if !ka.enabled {
 		if ka.cfg.UserTimeout > 0 {
@@ -685,6 +735,8 @@ func auditCells(cells []string, r *auditRow, multiNS bool) []string {
 	detect := "never"
 	if r.verdict.detected {
 		detect = auditDur(r.verdict.detect)
+	} else if r.verdict.detectMin > 0 {
+		detect = "≥" + auditDur(r.verdict.detectMin)
 	} else if r.verdict.kind == "not-assessed" || r.verdict.kind == "unknown" {
 		detect = "-"
 	}
@@ -752,7 +804,23 @@ func auditAppendJSON(b []byte, r *auditRow) []byte {
 	default:
 		b = append(b, "false"...)
 	}
-	if r.ka.known {
+	if r.ka.bounded {
+		// Only what the kernel timer proves: no idle/interval/count values.
+		kb := r.ka.bounds
+		b = append(b, `,"bounds":{"refresh_min_ms":`...)
+		b = strconv.AppendInt(b, kb.RefreshMin.Milliseconds(), 10)
+		if kb.IntervalMin > 0 {
+			b = append(b, `,"interval_min_ms":`...)
+			b = strconv.AppendInt(b, kb.IntervalMin.Milliseconds(), 10)
+		}
+		if kb.IdleMax > 0 {
+			b = append(b, `,"idle_max_ms":`...)
+			b = strconv.AppendInt(b, kb.IdleMax.Milliseconds(), 10)
+		}
+		b = append(b, `,"count_min":`...)
+		b = strconv.AppendInt(b, int64(max(kb.ProbesOut, 1)), 10)
+		b = append(b, '}')
+	} else if r.ka.known {
 		b = append(b, `,"idle_ms":`...)
 		b = strconv.AppendInt(b, r.ka.cfg.Idle.Milliseconds(), 10)
 		b = append(b, `,"interval_ms":`...)
@@ -794,6 +862,10 @@ func auditAppendJSON(b []byte, r *auditRow) []byte {
 		b = append(b, '"')
 	} else {
 		b = append(b, "null"...)
+		if r.verdict.detectMin > 0 {
+			b = append(b, `,"detect_min_ms":`...)
+			b = strconv.AppendInt(b, r.verdict.detectMin.Milliseconds(), 10)
+		}
 	}
 	b = append(b, `,"at_risk":`...)
 	b = strconv.AppendBool(b, r.verdict.risk)
