@@ -104,7 +104,25 @@ type auditKA struct {
 	// bounded: on, settings unreadable; bounds holds what the kernel timer proves and cfg
 	// is empty (never the sysctl defaults: the socket may have its own values).
 	bounded bool
-	bounds  host.KeepaliveBounds
+	bounds  auditBounds
+}
+
+// auditBounds is host.KeepaliveBounds in whole seconds (all its values are), compact because
+// audit may keep 200 000 rows.
+type auditBounds struct {
+	refresh, intvl, idle uint32 // seconds; 0: unknown
+	probes               uint16
+}
+
+func auditBoundsOf(b host.KeepaliveBounds) auditBounds {
+	sec := func(d time.Duration) uint32 { return uint32(min(d/time.Second, 1<<31)) }
+	return auditBounds{refresh: sec(b.RefreshMin), intvl: sec(b.IntervalMin), idle: sec(b.IdleMax), probes: uint16(min(b.ProbesOut, 1<<15))}
+}
+
+// KeepaliveBounds returns the bounds as durations.
+func (a auditBounds) KeepaliveBounds() host.KeepaliveBounds {
+	return host.KeepaliveBounds{RefreshMin: time.Duration(a.refresh) * time.Second, IntervalMin: time.Duration(a.intvl) * time.Second,
+		IdleMax: time.Duration(a.idle) * time.Second, ProbesOut: int(a.probes)}
 }
 
 // auditVerdict is the judgement for one kind of socket (memoized: many sockets share one).
@@ -159,7 +177,7 @@ func auditSettings(s *host.Socket, sys keepalive.Sysctl) auditKA {
 		return auditKA{known: true, inferred: true}
 	}
 	b, _ := s.KeepaliveBounds()
-	return auditKA{known: true, enabled: true, inferred: true, bounded: true, bounds: b}
+	return auditKA{known: true, enabled: true, inferred: true, bounded: true, bounds: auditBoundsOf(b)}
 }
 
 func (j *auditJudge) judge(s *host.Socket, ka auditKA, sys keepalive.Sysctl) *auditVerdict {
@@ -167,7 +185,7 @@ func (j *auditJudge) judge(s *host.Socket, ka auditKA, sys keepalive.Sysctl) *au
 	assess := s.State == host.StateEstablished || s.State == host.StateCloseWait
 	if ka.bounded {
 		// Only the refresh bound enters the verdict: keep the cache small.
-		ka.bounds = host.KeepaliveBounds{RefreshMin: ka.bounds.RefreshMin}
+		ka.bounds = auditBounds{refresh: ka.bounds.refresh}
 	}
 	key := auditVerdictKey{ka: ka, inflight: inflight, assess: assess, retries2: sys.Retries2}
 	if v, ok := j.cache[key]; ok {
@@ -218,7 +236,7 @@ func (j *auditJudge) compute(k auditVerdictKey, sys keepalive.Sysctl) *auditVerd
 		return v
 	}
 	if k.ka.bounded {
-		return j.computeBounded(v, k.ka.bounds)
+		return j.computeBounded(v, k.ka.bounds.KeepaliveBounds())
 	}
 	tl := keepalive.Predict(keepalive.Model{Config: cfg, Enabled: true, Scenario: keepalive.ScenarioSilent, Retries2: sys.Retries2})
 	v.detected, v.detect, v.errno = tl.Detected, tl.Detection, tl.Error
@@ -619,7 +637,7 @@ func auditKAText(ka auditKA) string {
 		p = "~"
 	}
 	if ka.bounded {
-		b := ka.bounds
+		b := ka.bounds.KeepaliveBounds()
 		if b.ProbesOut == 0 {
 			return "~on idle|intvl≥" + auditDur(b.RefreshMin)
 		}
@@ -806,7 +824,7 @@ func auditAppendJSON(b []byte, r *auditRow) []byte {
 	}
 	if r.ka.bounded {
 		// Only what the kernel timer proves: no idle/interval/count values.
-		kb := r.ka.bounds
+		kb := r.ka.bounds.KeepaliveBounds()
 		b = append(b, `,"bounds":{"refresh_min_ms":`...)
 		b = strconv.AppendInt(b, kb.RefreshMin.Milliseconds(), 10)
 		if kb.IntervalMin > 0 {
