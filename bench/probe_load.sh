@@ -59,6 +59,8 @@ jq -s '[.[].connections[]] | {
 	negative_rtt: (map(select(.verdict == "alive" and .rtt_ns < 0)) | length),
 	min_rtt_ms: ((map(select(.verdict == "alive") | .rtt_ns) | min // 0) / 1e6),
 	max_rtt_ms: ((map(select(.verdict == "alive") | .rtt_ns) | max // 0) / 1e6),
+	median_rtt_ms: ((map(select(.verdict == "alive") | .rtt_ns) | sort | if length > 0 then .[length / 2 | floor] else 0 end) / 1e6),
+	pre_probe_segments_refused: (map(.pre_probe_segments // 0) | add),
 	decided_before_probe: (map(select(.decided_by != null and .decided_by.after_probe_ns != null and .decided_by.after_probe_ns <= 0)) | length),
 	verdicts: (group_by(.verdict) | map({(.[0].verdict): length}) | add)
 }' "$work"/run*.json
