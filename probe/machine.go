@@ -528,7 +528,11 @@ func (m *Machine) finishSilent(now time.Time) {
 	}
 	if k, _ := m.probeBefore(now); k == 0 {
 		// No probe was seen leaving: silence proves nothing.
-		m.finish(now, Unknown, fmt.Sprintf("none of the %d probes was seen leaving on the capture; %s", m.res.Probes, ev))
+		what := fmt.Sprintf("none of the %d probes was seen leaving on the capture", m.res.Probes)
+		if m.res.Probes == 1 {
+			what = "the probe was never seen leaving on the capture"
+		}
+		m.finish(now, Unknown, what+"; "+ev)
 		return
 	}
 	if m.res.ICMP != "" {
