@@ -216,7 +216,7 @@ type Socket struct {
 	// SettingsErr says why Settings is nil after a deep read was asked for.
 	SettingsErr error `json:"-"`
 	// Inferred is true when Settings could not be read and keepalive state is only inferred
-	// from the timer (see KeepaliveArmed).
+	// from the timer (see KeepaliveArmed and KeepaliveBounds).
 	Inferred bool `json:"inferred"`
 }
 
