@@ -352,6 +352,23 @@ func (m *Machine) Sent(now time.Time, err error) {
 	}
 }
 
+// sharedWindow records that another machine of the same run sent a
+// zero-length segment that one of this flow's sockets must answer: both ends
+// of the connection are local (loopback) and probed together. Each socket
+// answers at most one such segment per tcp_invalid_ratelimit, whoever sent
+// it, so the mirror machine's learning segment uses up the window of this
+// machine's peer (local false), and its zero-length probe the window of this
+// machine's local socket (local true).
+func (m *Machine) sharedWindow(at time.Time, local bool) {
+	t := &m.hist.LastZero
+	if local {
+		t = &m.hist.LastLearn
+	}
+	if at.After(*t) {
+		*t = at
+	}
+}
+
 func seqAfter(a, b uint32) bool { return int32(a-b) > 0 }
 
 // Segment feeds a captured TCP segment of this flow; outbound is true for

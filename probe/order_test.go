@@ -135,3 +135,29 @@ func TestMachineLinkDown(t *testing.T) {
 		t.Fatalf("result %+v", r)
 	}
 }
+
+// Both ends local: the mirror machine's learning segment just used up the
+// peer socket's rate-limit window, so the probe goes out in the 1-byte form
+// (answered at once) after a fresh check, not as a zero-length probe the
+// peer would silently skip.
+func TestMachineSharedWindow(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	m := NewMachine(tFlow, Config{}, History{}, seqRand(), t0)
+	m.sharedWindow(t0, false) // the mirror injected into our peer's socket
+	now := learn(t, m, t0)
+	step(t, m, now, ActCheck)
+	m.SockState(now, idle)
+	a := step(t, m, now, ActSend)
+	if len(a.Packet.Payload) != 1 {
+		t.Fatalf("probe %+v: want the 1-byte form while the peer's window is used", a.Packet)
+	}
+	// Our local socket's window used by the mirror's zero-length probe: the
+	// next learning segment waits for the spacing.
+	m2 := NewMachine(tFlow, Config{}, History{}, seqRand(), t0)
+	m2.sharedWindow(t0, true)
+	step(t, m2, t0, ActCheck)
+	m2.SockState(t0, idle)
+	if a := m2.Next(t0); a.Kind != ActNone || m2.Wake().Sub(t0) != DefaultSpacing {
+		t.Fatalf("learning right after the mirror's probe: %v, wake +%v", a.Kind, m2.Wake().Sub(t0))
+	}
+}

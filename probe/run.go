@@ -108,6 +108,20 @@ func Run(ctx context.Context, flows []Flow, opt Options, tr Transport, chk Check
 		byKey[out] = append(byKey[out], slot{m: m, outbound: true, gen: &gens[i]})
 		byKey[in] = append(byKey[in], slot{m: m, outbound: false, gen: &gens[i]})
 	}
+	// Both ends of a connection probed together (loopback): each machine's
+	// zero-length segments use up the rate-limit window of the other's socket.
+	mirror := make(map[*Machine]*Machine)
+	if len(flows) > 1 {
+		byFlow := make(map[Flow]*Machine, len(machines))
+		for _, m := range machines {
+			byFlow[m.Flow()] = m
+		}
+		for _, m := range machines {
+			if mm := byFlow[Flow{Local: m.Flow().Remote, Remote: m.Flow().Local}]; mm != nil {
+				mirror[m] = mm
+			}
+		}
+	}
 	admitted := 0 // machines[:admitted] have started; the rest wait their turn
 	results := make([]Result, len(flows))
 	done := 0
@@ -286,6 +300,9 @@ func Run(ctx context.Context, flows []Flow, opt Options, tr Transport, chk Check
 				ownM[k] = ps.m
 				err := tr.Inject(ps.p)
 				ps.m.Sent(at, err)
+				if mm := mirror[ps.m]; mm != nil && len(ps.p.Payload) == 0 {
+					mm.sharedWindow(at, !ps.p.ToLocal)
+				}
 				sent++
 				tokens--
 				resched(ps.m)
