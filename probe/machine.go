@@ -247,6 +247,7 @@ func (m *Machine) SockState(now time.Time, st SockState) {
 		m.finish(now, Gone, "local socket is "+s+m.preRSTNote())
 		return
 	case st.LinkDown != "":
+		m.res.LinkDown = st.LinkDown
 		m.finish(now, Unreachable, "local link down: "+st.LinkDown)
 		return
 	}

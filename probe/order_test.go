@@ -131,7 +131,7 @@ func TestMachineLinkDown(t *testing.T) {
 	m := NewMachine(tFlow, Config{}, History{}, seqRand(), t0)
 	step(t, m, t0, ActCheck)
 	m.SockState(t0, SockState{Found: true, Established: true, LinkDown: "eth0 has no carrier (down)"})
-	if r := m.Result(); r.Verdict != Unreachable || r.Evidence != "local link down: eth0 has no carrier (down)" || r.Probes != 0 || !r.Verdict.Dead() {
+	if r := m.Result(); r.Verdict != Unreachable || r.Evidence != "local link down: eth0 has no carrier (down)" || r.Probes != 0 || !r.Verdict.Dead() || r.LinkDown != "eth0 has no carrier (down)" {
 		t.Fatalf("result %+v", r)
 	}
 }

@@ -315,6 +315,10 @@ type Result struct {
 	// PreProbe counts segments from the peer that were captured before any
 	// probe of this cycle left, and so were not allowed to decide.
 	PreProbe int `json:"pre_probe_segments,omitempty"`
+	// LinkDown is set (e.g. "eth0 has no carrier (down)") when the verdict is
+	// unreachable because the local interface toward the peer cannot send:
+	// nothing is known about the peer itself.
+	LinkDown string `json:"link_down,omitempty"`
 	// ICMP names an ICMP destination unreachable seen for the flow, if any.
 	ICMP string `json:"icmp,omitempty"`
 	// Elapsed is the time from the start of the cycle to the verdict.

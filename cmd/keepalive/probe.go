@@ -84,7 +84,8 @@ tcp_invalid_ratelimit); a quicker retry on an idle socket uses the 1-byte probe 
 byte the peer discards). Nothing reaches the owning processes.
 
 --reap destroys (SOCK_DESTROY) the connections found dead or unreachable; reset ones are
-already gone and alive ones are never touched. Add --dry-run to only list them.
+already gone and alive ones are never touched, nor are connections whose local link is down
+(the peer may be fine once the link is back). Add --dry-run to only list them.
 
 --interval is at least 600 ms (more when net.ipv4.tcp_invalid_ratelimit is raised above
 its default 500 ms), --timeout at least 100 ms.
@@ -282,6 +283,10 @@ func runProbe(ctx context.Context, g *globalOptions, o *probeOptions) error {
 		}
 		s := sockOf[r.NetNS][r.Flow]
 		switch {
+		case r.LinkDown != "":
+			// The local link is down: nothing is known about the peer, and
+			// the connection may well survive the outage.
+			r.Reaped = "kept: local link down, the peer may be fine"
 		case o.dryRun:
 			r.Reaped = "would destroy"
 			sum.WouldReap++

@@ -336,3 +336,45 @@ func TestProbeCommandNotRoot(t *testing.T) {
 		t.Errorf("err %v, stderr %q", err, e.String())
 	}
 }
+
+// TestProbeCommandLocalLinkDown: the peer's end of the veth goes down, so the local end has
+// no carrier. The verdict is "unreachable: local link down", exit 3, and --reap keeps the
+// connections (the peer may be fine once the link is back).
+func TestProbeCommandLocalLinkDown(t *testing.T) {
+	tn := newProbeTestNet(t)
+	bin, err := probeTestBinary(t)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tn.conns(t, 2)
+	ph, err := netlink.NewHandleAt(tn.pns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ph.Close()
+	links, err := ph.LinkList()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range links {
+		if l.Type() == "veth" {
+			if err := ph.LinkSetDown(l); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	time.Sleep(200 * time.Millisecond) // carrier loss propagates at once; leave it a moment
+	out, errOut, code := probeTestRun(t, bin, "probe", "--json", "--netns", tn.local, "--peer", tn.peerIP.String(), "--reap")
+	var res probeTestOut
+	if err := json.Unmarshal([]byte(out), &res); err != nil {
+		t.Fatalf("json: %v\n%s\n%s", err, out, errOut)
+	}
+	if code != 3 || res.Summary.Verdicts["unreachable"] != 2 || res.Summary.Reaped != 0 {
+		t.Fatalf("exit %d, summary %+v\n%s\n%s", code, res.Summary, out, errOut)
+	}
+	for _, c := range res.Connections {
+		if !strings.HasPrefix(c.Evidence, "local link down: ") || !strings.Contains(c.Evidence, "no carrier") || !strings.HasPrefix(c.Reaped, "kept") {
+			t.Errorf("%+v", c)
+		}
+	}
+}
