@@ -63,7 +63,9 @@ timer proves is shown, marked "~": on/off from whether the keepalive timer is ar
 bounds from its expiry and probe count — "~on idle|intvl≥14s" (max(idle, interval) is at
 least 14 s), or with probes out "~idle≤58s intvl≥4s cnt≥2" — never the namespace's
 sysctl defaults, which the socket may have overridden. Verdicts on such rows say
-"on bounds", and a risk is reported only when the bounds prove it.
+"on bounds", and a risk is reported only when the bounds prove it; --json then gives
+"bounds": {"refresh_min_ms", "interval_min_ms", "idle_max_ms", "count_min"} instead of
+idle/interval/count values, and "detect_min_ms".
 --deep=auto (the default) reads exactly when the host holds at most 20000 socket
 descriptors, so that auditing a very busy host stays fast.
 
