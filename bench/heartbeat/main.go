@@ -438,31 +438,32 @@ func printReport(path string) error {
 	if !ok {
 		return fmt.Errorf("no plain run in %s", path)
 	}
+	// Per connection, against plain's per-connection figure (runs may differ in size: grpc).
+	per := func(v uint64, r result) float64 { return float64(v) / float64(r.Conns) }
 	perConn := func(r result) (gomem, rssb float64) {
-		n := float64(r.Conns)
-		return (float64(r.HeapInuse+r.StackInuse) - float64(plain.HeapInuse+plain.StackInuse)) / n,
-			(float64(r.RSS) - float64(plain.RSS)) / n
+		return per(r.HeapInuse+r.StackInuse, r) - per(plain.HeapInuse+plain.StackInuse, plain),
+			per(r.RSS, r) - per(plain.RSS, plain)
 	}
+	cpuPerConn := func(r result) float64 { return r.CPUPercent / float64(r.Conns) }
 	fmt.Printf("%d connection pairs (%d connections) per process, idle, loopback; heartbeat cost per connection = (mode - plain) / connections\n\n", plain.Pairs, plain.Conns)
-	fmt.Printf("%-10s %14s %14s %14s %11s %10s %10s %10s %6s\n", "mode", "heap B/conn", "stacks B/conn", "RSS B/conn", "goroutines", "CPU %core", "pings/s", "CPU us/ping", "dead")
+	fmt.Printf("%-11s %6s %12s %13s %11s %11s %9s %9s %11s %5s\n", "mode", "conns", "heap B/conn", "stacks B/conn", "RSS B/conn", "goroutines", "CPU %core", "pings/s", "CPU us/ping", "dead")
 	for _, m := range []string{"plain", "floor", "ours", "ours-noread", "goroutine", "yamux", "grpc"} {
 		r, ok := byMode[m]
 		if !ok {
 			continue
 		}
-		n := float64(r.Conns)
-		heap := (float64(r.HeapInuse) - float64(plain.HeapInuse)) / n
-		stk := (float64(r.StackInuse) - float64(plain.StackInuse)) / n
+		heap := per(r.HeapInuse, r) - per(plain.HeapInuse, plain)
+		stk := per(r.StackInuse, r) - per(plain.StackInuse, plain)
 		_, rs := perConn(r)
-		pings, per := "-", "-"
+		pings, perPing := "-", "-"
 		if m != "plain" && m != "yamux" && r.Pings > 0 {
 			pings = fmt.Sprintf("%.0f", float64(r.Pings)/r.Window)
-			per = fmt.Sprintf("%.1f", r.CPUSeconds*1e6/float64(r.Pings))
+			perPing = fmt.Sprintf("%.1f", r.CPUSeconds*1e6/float64(r.Pings))
 			if r.PingsEst {
 				pings += "~"
 			}
 		}
-		fmt.Printf("%-10s %14.0f %14.0f %14.0f %11d %10.2f %10s %10s %6d\n", m, heap, stk, rs, r.Goroutines, r.CPUPercent, pings, per, r.Dead)
+		fmt.Printf("%-11s %6d %12.0f %13.0f %11.0f %11d %9.2f %9s %11s %5d\n", m, r.Conns, heap, stk, rs, r.Goroutines, r.CPUPercent, pings, perPing, r.Dead)
 	}
 	if ours, ok := byMode["ours"]; ok {
 		om, orss := perConn(ours)
@@ -470,7 +471,8 @@ func printReport(path string) error {
 		for _, m := range []string{"goroutine", "yamux", "grpc"} {
 			if r, ok := byMode[m]; ok {
 				gm, grss := perConn(r)
-				fmt.Printf("ratio %s / ours: Go memory (heap+stacks) %.1fx, RSS %.1fx, CPU %.1fx", m, gm/om, grss/orss, r.CPUPercent/ours.CPUPercent)
+				fmt.Printf("ratio %s / ours per connection: Go memory (heap+stacks) %.1fx, RSS %.1fx, goroutines %.1fx, CPU %.1fx", m, gm/om, grss/orss,
+					per(uint64(r.Goroutines), r)/per(uint64(ours.Goroutines), ours), cpuPerConn(r)/cpuPerConn(ours))
 				if r.Pings > 0 && ours.Pings > 0 {
 					fmt.Printf(", CPU per PING round trip %.1fx", (r.CPUSeconds/float64(r.Pings))/(ours.CPUSeconds/float64(ours.Pings)))
 				}
@@ -483,9 +485,6 @@ func printReport(path string) error {
 			fmt.Printf("ratio ours / floor: CPU per PING round trip %.2fx (%.1f us against %.1f us), CPU %.2fx\n",
 				(ours.CPUSeconds/float64(ours.Pings))/(f.CPUSeconds/float64(f.Pings)),
 				ours.CPUSeconds*1e6/float64(ours.Pings), f.CPUSeconds*1e6/float64(f.Pings), ours.CPUPercent/f.CPUPercent)
-		}
-		if g, ok := byMode["grpc"]; ok {
-			fmt.Printf("ratio grpc / ours: goroutines %.1fx\n", float64(g.Goroutines)/float64(ours.Goroutines))
 		}
 	}
 	if len(scale) > 0 {
