@@ -5,6 +5,7 @@ package heartbeat
 import (
 	"errors"
 	"net"
+	"os"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -54,6 +55,11 @@ func checkTCPDead(t *testing.T, c *Conn, err error, dead <-chan error, calls *at
 	var de *DeadError
 	if !errors.Is(err, ErrPeerUnresponsive) || !errors.Is(err, syscall.ETIMEDOUT) || !errors.As(err, &de) || de.By != ByTCP {
 		t.Fatalf("error %v (%T), want a DeadError by tcp matching ErrPeerUnresponsive and ETIMEDOUT", err, err)
+	}
+	// The documented trap: a net.Error inside says Timeout, but it is no deadline of ours.
+	var ne net.Error
+	if !errors.As(err, &ne) || !ne.Timeout() || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Errorf("net.Error inside: %v, Timeout %v, ErrDeadlineExceeded %v", ne, ne != nil && ne.Timeout(), errors.Is(err, os.ErrDeadlineExceeded))
 	}
 	select {
 	case derr := <-dead:

@@ -25,9 +25,9 @@ var (
 	//	errors.Is(err, net.ErrClosed)        this side called Close
 	//	errors.Is(err, io.EOF)               the peer closed the connection cleanly
 	//
-	// Check ErrPeerUnresponsive before net.Error's Timeout method: a DeadError caused by
-	// ETIMEDOUT also reports Timeout() == true through syscall.Errno, although no deadline of
-	// the application expired.
+	// Check ErrPeerUnresponsive before net.Error's Timeout method: errors.As finds the
+	// *net.OpError inside a DeadError by ByTCP, and its Timeout() is true for ETIMEDOUT
+	// although no deadline of the application expired (os.ErrDeadlineExceeded does not match).
 	ErrPeerUnresponsive = errors.New("heartbeat: peer unresponsive")
 	// ErrGoAway is matched by the error a Conn returns after a GOAWAY was sent or received.
 	ErrGoAway = errors.New("heartbeat: goaway")
