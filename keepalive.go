@@ -6,6 +6,13 @@
 // sets the per-socket knobs (SO_KEEPALIVE, idle, interval, count and TCP_USER_TIMEOUT) on Linux,
 // macOS, Windows and FreeBSD, reads the effective values back where the OS allows it, validates
 // them against each OS's limits, and models exactly when a dead peer will be noticed.
+//
+// For Go programs: NewDialer and NewListenConfig turn an existing net.Dialer or
+// net.ListenConfig into one that applies a Config (and that Go's own keepalive defaults cannot
+// overwrite); DialFunc and ContextDialer plug into net/http, pgx, go-redis and grpc-go;
+// ApplyConn works through TLS; Disable switches keepalive off for one connection. Only TCP is
+// accepted (ErrNotTCP otherwise); Multipath TCP sockets are detected and handled as Apply
+// describes.
 package keepalive
 
 import (
