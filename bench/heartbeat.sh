@@ -60,7 +60,7 @@ run_set "-mode goroutine -pairs $PAIRS -addr 127.0.0.4 -src 127.0.2.4" \
 	"-mode yamux -pairs $PAIRS -addr 127.0.0.5 -src 127.0.2.5" \
 	"-mode grpc -pairs $GRPC_PAIRS -addr 127.0.0.8 -src 127.0.2.8"
 
-echo "# phase 2: $SCALE_PROCS processes x $SCALE_PAIRS pairs of ours at once"
+echo "# phase 3: $SCALE_PROCS processes x $SCALE_PAIRS pairs of ours at once"
 args=()
 for i in $(seq 1 "$SCALE_PROCS"); do
 	args+=("-mode ours -pairs $SCALE_PAIRS -addr 127.0.1.$i -src 127.0.3.$i -label scale-$i")
