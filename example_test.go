@@ -2,8 +2,10 @@ package keepalive_test
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"net"
+	"net/http"
 	"time"
 
 	"github.com/keepalive-dev/keepalive"
@@ -41,11 +43,96 @@ func ExampleApply() {
 }
 
 // Use the library with the standard library's dialer (adds TCP_USER_TIMEOUT, which
-// net.KeepAliveConfig cannot set).
+// net.KeepAliveConfig cannot set). KeepAlive -1 is required: without it Go overwrites cfg with
+// its own 15 s defaults after connecting. NewDialer does this for you.
 func ExampleControl() {
 	cfg := keepalive.Config{Idle: 30 * time.Second, Interval: 10 * time.Second, Count: 3, UserTimeout: time.Minute}
 	d := net.Dialer{KeepAlive: -1, Control: keepalive.Control(cfg)}
 	_ = d
+}
+
+// A ready *net.Dialer from an existing one: its Timeout and Control are kept, and what Go needs
+// so that cfg is not overwritten after connecting is set.
+func ExampleNewDialer() {
+	cfg := keepalive.Config{Idle: 30 * time.Second, Interval: 10 * time.Second, Count: 3, UserTimeout: time.Minute}
+	d, err := keepalive.NewDialer(&net.Dialer{Timeout: 5 * time.Second}, cfg)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Println(d.Timeout, d.KeepAlive, d.KeepAliveConfig.Enable)
+	// Output: 5s -1ns false
+}
+
+// A server whose accepted connections carry cfg. With a UserTimeout set, Multipath TCP (Go's
+// default for listeners on Linux since Go 1.24) is turned off: an MPTCP socket has no
+// TCP_USER_TIMEOUT.
+func ExampleNewListenConfig() {
+	cfg := keepalive.Config{Idle: 60 * time.Second, Interval: 10 * time.Second, Count: 3, UserTimeout: 90 * time.Second}
+	lc, err := keepalive.NewListenConfig(nil, cfg)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	ln, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer ln.Close()
+	fmt.Println(lc.MultipathTCP())
+	// Output: false
+}
+
+// net/http: every connection the Transport makes carries cfg.
+func ExampleDialFunc() {
+	cfg := keepalive.Config{Idle: 30 * time.Second, Interval: 10 * time.Second, Count: 3, UserTimeout: time.Minute}
+	client := &http.Client{Transport: &http.Transport{DialContext: keepalive.DialFunc(cfg)}}
+	_ = client
+	// The same function fits pgx and go-redis (see the examples/clients module):
+	//	pgxConfig.DialFunc = keepalive.DialFunc(cfg)
+	//	redis.NewClient(&redis.Options{Addr: addr, Dialer: keepalive.DialFunc(cfg)})
+}
+
+// gRPC: grpc.WithContextDialer takes the func(ctx, address) shape.
+func ExampleContextDialer() {
+	cfg := keepalive.Config{Idle: 30 * time.Second, Interval: 10 * time.Second, Count: 3, UserTimeout: time.Minute}
+	dial := keepalive.ContextDialer(cfg)
+	_ = dial
+	// conn, err := grpc.NewClient(target, grpc.WithContextDialer(dial), ...)
+}
+
+// Apply settings to a TLS connection: ApplyConn finds the TCP connection underneath.
+func ExampleApplyConn() {
+	conn, err := tls.Dial("tcp", "example.internal:443", &tls.Config{})
+	if err != nil {
+		fmt.Println("dial:", err)
+		return
+	}
+	defer conn.Close()
+	if err := keepalive.ApplyConn(conn, keepalive.Config{Idle: 30 * time.Second}); err != nil {
+		fmt.Println(err)
+	}
+}
+
+// Switch keepalive off for one connection accepted from a listener that has it on.
+func ExampleDisable() {
+	ln, err := keepalive.Listen(context.Background(), "tcp", "127.0.0.1:0", keepalive.Config{Idle: time.Minute})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer ln.Close()
+	c, _ := net.Dial("tcp", ln.Addr().String())
+	defer c.Close()
+	s, _ := ln.Accept()
+	defer s.Close()
+	if err := keepalive.Disable(s.(*net.TCPConn)); err != nil {
+		fmt.Println(err)
+		return
+	}
+	got, _ := keepalive.Get(s.(*net.TCPConn))
+	fmt.Println(got.Enabled)
 }
 
 // How long do Linux's defaults take to notice a crashed peer?

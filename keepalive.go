@@ -6,6 +6,13 @@
 // sets the per-socket knobs (SO_KEEPALIVE, idle, interval, count and TCP_USER_TIMEOUT) on Linux,
 // macOS, Windows and FreeBSD, reads the effective values back where the OS allows it, validates
 // them against each OS's limits, and models exactly when a dead peer will be noticed.
+//
+// For Go programs: NewDialer and NewListenConfig turn an existing net.Dialer or
+// net.ListenConfig into one that applies a Config (and that Go's own keepalive defaults cannot
+// overwrite); DialFunc and ContextDialer plug into net/http, pgx, go-redis and grpc-go;
+// ApplyConn works through TLS; Disable switches keepalive off for one connection. Only TCP is
+// accepted (ErrNotTCP otherwise); Multipath TCP sockets are detected and handled as Apply
+// describes.
 package keepalive
 
 import (
@@ -14,6 +21,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -22,9 +30,11 @@ import (
 //
 // A zero field means "keep what the socket already has" (for a fresh socket: the system-wide
 // default, on Linux the sysctls net.ipv4.tcp_keepalive_time/intvl/probes). Apply always turns
-// SO_KEEPALIVE on. Idle and Interval are whole seconds on every supported OS except Windows
-// (SIO_KEEPALIVE_VALS takes milliseconds); a sub-second or fractional value is rejected by
-// Validate rather than rounded.
+// SO_KEEPALIVE on; Disable turns it off. Idle and Interval are whole seconds on every supported
+// OS, Windows included (its TCP_KEEPIDLE/TCP_KEEPINTVL take seconds; only the SIO_KEEPALIVE_VALS
+// fallback for old Windows takes milliseconds, and Validate still requires whole seconds so that
+// both paths set the same value); a sub-second or fractional value is rejected by Validate rather
+// than rounded.
 type Config struct {
 	// Idle is the time without any received segment before the first probe (TCP_KEEPIDLE,
 	// TCP_KEEPALIVE on macOS). Zero keeps the current value.
@@ -73,11 +83,20 @@ type Settings struct {
 	// Config holds the effective values; on Linux a value never set per socket reads back as
 	// the namespace's sysctl default. UserTimeout zero means "none".
 	Config
+	// MPTCP reports a Multipath TCP socket (Linux, SO_PROTOCOL IPPROTO_MPTCP). Such a socket
+	// has no TCP_USER_TIMEOUT, so UserTimeout reads back as zero.
+	MPTCP bool
 }
 
 // String renders the configuration the way the CLI prints it, e.g. "idle 60s intvl 10s cnt 5 ut 90s".
+// A zero field prints as "default" ("idle default intvl 10s cnt default"); a zero UserTimeout is
+// left out.
 func (c Config) String() string {
-	s := fmt.Sprintf("idle %s intvl %s cnt %d", fmtDur(c.Idle), fmtDur(c.Interval), c.Count)
+	cnt := "default"
+	if c.Count != 0 {
+		cnt = fmt.Sprint(c.Count)
+	}
+	s := fmt.Sprintf("idle %s intvl %s cnt %s", fmtDur(c.Idle), fmtDur(c.Interval), cnt)
 	if c.UserTimeout > 0 {
 		s += " ut " + fmtDur(c.UserTimeout)
 	}
@@ -132,13 +151,20 @@ func (c Config) NetConfig() net.KeepAliveConfig {
 var ErrUnsupported = errors.ErrUnsupported
 
 // FieldError reports a field that could not be applied, read or validated.
+//
+// When a system call fails midway through Apply, Applied lists the fields that were already
+// set on the socket (in the order Apply sets them: "keepalive", "idle", "interval", "count",
+// "user-timeout"); the socket keeps them. Apply does not roll back: Windows cannot read the
+// previous values, so there is nothing to restore them from. Validation errors and the MPTCP
+// check happen before any change, so Applied is empty for them.
 type FieldError struct {
-	Field string // "idle", "interval", "count", "user-timeout", "keepalive"
-	Value string // the offending value as given
-	OS    string // GOOS the check was made for
-	Range string // allowed range, e.g. "1s..32767s in whole seconds"
-	Err   error  // underlying cause (syscall errno, ErrUnsupported, ...)
-	Fix   string // what to do about it, may be empty
+	Field   string   // "idle", "interval", "count", "user-timeout", "keepalive", "socket"
+	Value   string   // the offending value as given
+	OS      string   // GOOS the check was made for
+	Range   string   // allowed range, e.g. "1s..32767s in whole seconds"
+	Err     error    // underlying cause (syscall errno, ErrUnsupported, ErrNotTCP, ...)
+	Fix     string   // what to do about it, may be empty
+	Applied []string // fields already set on the socket when the error happened
 }
 
 func (e *FieldError) Error() string {
@@ -155,6 +181,9 @@ func (e *FieldError) Error() string {
 	if e.Fix != "" {
 		s += "; " + e.Fix
 	}
+	if len(e.Applied) > 0 {
+		s += " [already applied: " + strings.Join(e.Applied, ", ") + "]"
+	}
 	return s
 }
 
@@ -164,11 +193,34 @@ func (e *FieldError) Unwrap() error { return e.Err }
 // ErrOutOfRange is the cause of a FieldError for a value outside the OS's allowed range.
 var ErrOutOfRange = errors.New("out of range")
 
+// ErrNotTCP is the cause of the error for a network or socket that is not TCP ("unix", "udp",
+// a Unix domain socket descriptor...). TCP keepalive exists only for TCP, so such a connection is
+// rejected before anything is changed.
+var ErrNotTCP = errors.New("not a TCP socket")
+
+// IPProtoMPTCP is IPPROTO_MPTCP, the protocol number of a Linux Multipath TCP socket as
+// SO_PROTOCOL reports it.
+const IPProtoMPTCP = 262
+
 // Apply turns SO_KEEPALIVE on for conn and sets every non-zero field of cfg. conn is anything
-// with a raw socket: *net.TCPConn, *net.TCPListener, or FD(n) for a descriptor. cfg is
-// validated for the running OS first, so nothing is changed when any field is invalid.
+// with a raw socket: *net.TCPConn, *net.TCPListener, or FD(n) for a descriptor (for a net.Conn
+// that may be wrapped in TLS, use ApplyConn). cfg is validated for the running OS first, and a
+// socket that is not TCP (a *net.UnixConn, a UDP socket; on Linux any descriptor whose
+// SO_PROTOCOL is not TCP) is rejected with ErrNotTCP, so nothing is changed in either case.
+//
+// Multipath TCP (Linux; Go's net.ListenConfig uses it by default since Go 1.24): idle, interval
+// and count work on an MPTCP socket and are inherited by its subflows and accepted connections
+// (measured on Linux 6.18), but the kernel has no TCP_USER_TIMEOUT for MPTCP sockets
+// (ENOPROTOOPT). Apply detects MPTCP with SO_PROTOCOL first and refuses a non-zero UserTimeout
+// on such a socket before changing anything; the error matches ErrUnsupported and
+// syscall.ENOPROTOOPT. NewListenConfig and NewDialer turn MPTCP off when UserTimeout is set.
+//
+// A system call failing midway returns a *FieldError whose Applied lists what was set.
 func Apply(conn syscall.Conn, cfg Config) error {
 	if _, err := cfg.Validate(GOOS); err != nil {
+		return err
+	}
+	if err := checkTCPType(conn); err != nil {
 		return err
 	}
 	rc, err := conn.SyscallConn()
@@ -185,6 +237,9 @@ func Apply(conn syscall.Conn, cfg Config) error {
 // Get reads back the effective settings of conn (Linux, macOS, FreeBSD). Windows cannot read
 // keepalive values back and returns an error matching ErrUnsupported.
 func Get(conn syscall.Conn) (Settings, error) {
+	if err := checkTCPType(conn); err != nil {
+		return Settings{}, err
+	}
 	rc, err := conn.SyscallConn()
 	if err != nil {
 		return Settings{}, fmt.Errorf("keepalive: raw conn: %w", err)
@@ -199,11 +254,18 @@ func Get(conn syscall.Conn) (Settings, error) {
 
 // Control returns a function for net.Dialer.Control and net.ListenConfig.Control that applies
 // cfg to every socket before it connects or listens. Accepted connections inherit the settings
-// of a listening socket on Linux, macOS and FreeBSD. Set the Dialer's or ListenConfig's
-// KeepAlive to -1: otherwise Go applies its own keepalive (15 s) after the connection is made
-// and overwrites cfg.
+// of a listening socket on Linux, macOS and FreeBSD. A network other than tcp, tcp4 or tcp6 is
+// rejected with ErrNotTCP.
+//
+// Control alone is a trap: unless the Dialer's or ListenConfig's KeepAlive is -1 and its
+// KeepAliveConfig.Enable is false, Go applies its own keepalive (idle 15 s, interval 15 s,
+// count 9) after the connection is made and silently overwrites cfg. Prefer NewDialer and
+// NewListenConfig, which set both and keep an existing Control.
 func Control(cfg Config) func(network, address string, c syscall.RawConn) error {
 	return func(network, address string, c syscall.RawConn) error {
+		if err := checkNetwork(network); err != nil {
+			return err
+		}
 		if _, err := cfg.Validate(GOOS); err != nil {
 			return err
 		}
@@ -216,16 +278,30 @@ func Control(cfg Config) func(network, address string, c syscall.RawConn) error 
 }
 
 // Dial connects like net.Dialer.DialContext with cfg applied before the connection is made.
+// network must be tcp, tcp4 or tcp6.
 func Dial(ctx context.Context, network, address string, cfg Config) (net.Conn, error) {
-	d := net.Dialer{KeepAlive: -1, Control: Control(cfg)}
+	d, err := NewDialer(nil, cfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkNetwork(network); err != nil {
+		return nil, err
+	}
 	return d.DialContext(ctx, network, address)
 }
 
 // Listen listens like net.ListenConfig.Listen with cfg applied to the listening socket (and so
 // inherited by accepted connections on Linux, macOS and FreeBSD). Go's own keepalive defaults on
-// accepted connections are turned off so they do not overwrite cfg.
+// accepted connections are turned off so they do not overwrite cfg. network must be tcp, tcp4
+// or tcp6.
 func Listen(ctx context.Context, network, address string, cfg Config) (net.Listener, error) {
-	lc := net.ListenConfig{KeepAlive: -1, Control: Control(cfg)}
+	lc, err := NewListenConfig(nil, cfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkNetwork(network); err != nil {
+		return nil, err
+	}
 	return lc.Listen(ctx, network, address)
 }
 

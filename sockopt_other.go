@@ -12,3 +12,7 @@ func applyFD(fd uintptr, cfg Config) error {
 func getFD(fd uintptr) (Settings, error) {
 	return Settings{}, &FieldError{Field: "keepalive", OS: runtime.GOOS, Err: ErrUnsupported}
 }
+
+func disableFD(fd uintptr) error {
+	return &FieldError{Field: "keepalive", Value: "off", OS: runtime.GOOS, Err: ErrUnsupported}
+}

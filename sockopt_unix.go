@@ -21,10 +21,12 @@ type unixOpts struct {
 func applyFD(fd uintptr, cfg Config) error {
 	o := sockOpts()
 	ifd := int(fd)
+	var applied []string
 	set := func(field string, level, opt, v int, shown string) error {
 		if err := unix.SetsockoptInt(ifd, level, opt, v); err != nil {
-			return &FieldError{Field: field, Value: shown, OS: runtime.GOOS, Err: os.NewSyscallError("setsockopt", err)}
+			return &FieldError{Field: field, Value: shown, OS: runtime.GOOS, Err: os.NewSyscallError("setsockopt", err), Applied: applied}
 		}
+		applied = append(applied, field)
 		return nil
 	}
 	if cfg.UserTimeout > 0 && o.ut == 0 {
@@ -92,4 +94,19 @@ func getFD(fd uintptr) (Settings, error) {
 		s.UserTimeout = time.Duration(v) * o.utUnit
 	}
 	return s, nil
+}
+
+func disableFD(fd uintptr) error {
+	ifd := int(fd)
+	if err := unix.SetsockoptInt(ifd, unix.SOL_SOCKET, unix.SO_KEEPALIVE, 0); err != nil {
+		return &FieldError{Field: "keepalive", Value: "off", OS: runtime.GOOS, Err: os.NewSyscallError("setsockopt", err)}
+	}
+	v, err := unix.GetsockoptInt(ifd, unix.SOL_SOCKET, unix.SO_KEEPALIVE)
+	if err != nil {
+		return &FieldError{Field: "keepalive", Value: "off", OS: runtime.GOOS, Err: os.NewSyscallError("getsockopt", err), Applied: []string{"keepalive"}}
+	}
+	if v != 0 {
+		return &FieldError{Field: "keepalive", Value: "off", OS: runtime.GOOS, Err: fmt.Errorf("reads back %d after setting 0", v)}
+	}
+	return nil
 }

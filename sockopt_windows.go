@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"time"
 	"unsafe"
 
@@ -22,10 +23,12 @@ const (
 
 func applyFD(fd uintptr, cfg Config) error {
 	h := windows.Handle(fd)
+	var applied []string
 	set := func(field string, level, opt, v int, shown string) error {
 		if err := windows.SetsockoptInt(h, level, opt, v); err != nil {
-			return &FieldError{Field: field, Value: shown, OS: "windows", Err: os.NewSyscallError("setsockopt", err)}
+			return &FieldError{Field: field, Value: shown, OS: "windows", Err: os.NewSyscallError("setsockopt", err), Applied: applied}
 		}
+		applied = append(applied, field)
 		return nil
 	}
 	if err := set("keepalive", windows.SOL_SOCKET, windows.SO_KEEPALIVE, 1, "on"); err != nil {
@@ -42,13 +45,18 @@ func applyFD(fd uintptr, cfg Config) error {
 		// Older Windows: SIO_KEEPALIVE_VALS sets idle and interval together (ms) and always
 		// sends 10 probes. Both values must be given since the current ones cannot be read.
 		if cfg.Idle == 0 || cfg.Interval == 0 {
-			return &FieldError{Field: "idle/interval", OS: "windows", Err: errors.Join(idleErr, intvlErr),
+			return &FieldError{Field: "idle/interval", OS: "windows", Err: errors.Join(idleErr, intvlErr), Applied: applied,
 				Fix: "this Windows has no TCP_KEEPIDLE/TCP_KEEPINTVL; set both idle and interval so SIO_KEEPALIVE_VALS can be used (it fixes the count at 10 probes)"}
 		}
 		ka := windows.TCPKeepalive{OnOff: 1, Time: uint32(cfg.Idle / time.Millisecond), Interval: uint32(cfg.Interval / time.Millisecond)}
 		var ret uint32
 		if err := windows.WSAIoctl(h, windows.SIO_KEEPALIVE_VALS, (*byte)(unsafe.Pointer(&ka)), uint32(unsafe.Sizeof(ka)), nil, 0, &ret, nil, 0); err != nil {
-			return &FieldError{Field: "idle/interval", OS: "windows", Err: os.NewSyscallError("WSAIoctl(SIO_KEEPALIVE_VALS)", err)}
+			return &FieldError{Field: "idle/interval", OS: "windows", Err: os.NewSyscallError("WSAIoctl(SIO_KEEPALIVE_VALS)", err), Applied: applied}
+		}
+		for _, f := range []string{"idle", "interval"} {
+			if !slices.Contains(applied, f) {
+				applied = append(applied, f)
+			}
 		}
 	}
 	if cfg.Count > 0 {
@@ -68,4 +76,20 @@ func applyFD(fd uintptr, cfg Config) error {
 func getFD(fd uintptr) (Settings, error) {
 	return Settings{}, &FieldError{Field: "keepalive", OS: "windows", Err: ErrUnsupported,
 		Fix: "Windows cannot read keepalive settings back from a socket"}
+}
+
+// disableFD turns SO_KEEPALIVE off. Windows reads SO_KEEPALIVE back, so the result is checked.
+func disableFD(fd uintptr) error {
+	h := windows.Handle(fd)
+	if err := windows.SetsockoptInt(h, windows.SOL_SOCKET, windows.SO_KEEPALIVE, 0); err != nil {
+		return &FieldError{Field: "keepalive", Value: "off", OS: "windows", Err: os.NewSyscallError("setsockopt", err)}
+	}
+	v, err := windows.GetsockoptInt(h, windows.SOL_SOCKET, windows.SO_KEEPALIVE)
+	if err != nil {
+		return &FieldError{Field: "keepalive", Value: "off", OS: "windows", Err: os.NewSyscallError("getsockopt", err), Applied: []string{"keepalive"}}
+	}
+	if v != 0 {
+		return &FieldError{Field: "keepalive", Value: "off", OS: "windows", Err: fmt.Errorf("reads back %d after setting 0", v)}
+	}
+	return nil
 }

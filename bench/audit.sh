@@ -45,7 +45,7 @@ if (( $(ulimit -n) < 2 * CONNS + 100 )); then
 fi
 
 echo "building keepalive and the helper..."
-(cd "$root" && go build -o "$work/keepalive" ./cmd/keepalive && go build -o "$work/helper" ./bench/audit)
+(cd "$root" && go build -o "$work/keepalive" ./cmd/keepalive && cd bench && go build -o "$work/helper" ./audit)
 
 # The helpers exit when their stdin reaches EOF: a FIFO held open by this script (fd 3).
 mkfifo "$work/hold"

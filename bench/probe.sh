@@ -9,6 +9,6 @@ n="${1:-10000}"
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
 go build -o "$tmp/keepalive" ./cmd/keepalive
-go build -o "$tmp/probe-bench" ./bench/probe
+(cd bench && go build -o "$tmp/probe-bench" ./probe)
 echo "kernel $(uname -r), $(nproc) CPUs"
 "$tmp/probe-bench" -keepalive "$tmp/keepalive" -n "$n"

@@ -2,7 +2,6 @@ package heartbeat
 
 import (
 	"context"
-	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -11,7 +10,6 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/keepalive-dev/keepalive"
@@ -27,10 +25,12 @@ const (
 // under watch with PING/PONG frames. Create it with Wrap, Client or Server; both ends of a
 // connection must be wrapped.
 //
-// An idle Conn owns no goroutine and no timer: its deadlines live in the process-wide
-// scheduler, PINGs and PONGs are written by the scheduler's small writer pool, and incoming
-// frames are handled by whichever goroutine reads the connection — the application's Read or,
-// only while the application is not reading, a short-lived reader the scheduler starts.
+// A Conn has no timer of its own: its deadlines live in the process-wide scheduler and PINGs
+// and PONGs are written by the scheduler's small writer pool. Incoming frames are handled by
+// whichever goroutine reads the connection: the application's Read or, while the application
+// is not reading, one background reader the scheduler starts, which stays blocked in the
+// underlying Read until the application reads again or the connection ends (see the package
+// documentation for the cost).
 type Conn struct {
 	nc    net.Conn
 	s     *scheduler
@@ -149,10 +149,15 @@ func Client(conn net.Conn, opts Options) (*Conn, error) {
 	return Wrap(conn, opts)
 }
 
-// Server wraps the accepting side of a connection. Without an EnforcementPolicy in opts it
-// polices the client's PINGs with MinTime = Time/2 and PermitWithoutCalls, which lets a client
-// using the same Time through and cuts a flood.
+// Server wraps the accepting side of a connection. As grpc-go's server with
+// keepalive.ServerParameters, it PINGs a client it has not heard from for Time, whether or not
+// a call is active (PermitWithoutCalls is set), so a stopped idle client is declared dead
+// within Time + Timeout. Without an EnforcementPolicy in opts it polices the client's PINGs
+// with MinTime = Time/2 and PermitWithoutCalls, which lets a client using the same Time through
+// and cuts a flood (grpc-go's default policy is MinTime 5 min without PermitWithoutStream; see
+// docs/heartbeat-protocol.md for every difference from gRPC).
 func Server(conn net.Conn, opts Options) (*Conn, error) {
+	opts.PermitWithoutCalls = true
 	if opts.Enforcement == nil {
 		t := opts.Time
 		if t == 0 {
@@ -164,9 +169,9 @@ func Server(conn net.Conn, opts Options) (*Conn, error) {
 }
 
 func applyKeepAlive(conn net.Conn, o Options) error {
-	tc := tcpOf(conn)
-	if tc == nil {
-		return fmt.Errorf("heartbeat: KeepAlive and UserTimeout need a TCP connection underneath, got %T", conn)
+	tc, err := keepalive.UnwrapTCP(conn)
+	if err != nil {
+		return fmt.Errorf("heartbeat: KeepAlive and UserTimeout need a TCP connection underneath: %w", err)
 	}
 	var cfg keepalive.Config
 	if o.KeepAlive != nil {
@@ -181,23 +186,6 @@ func applyKeepAlive(conn net.Conn, o Options) error {
 	}
 	if err := keepalive.Apply(tc, cfg); err != nil {
 		return fmt.Errorf("heartbeat: apply %s: %w", cfg, err)
-	}
-	return nil
-}
-
-// tcpOf finds the *net.TCPConn under conn, looking through NetConn methods (*tls.Conn).
-func tcpOf(conn net.Conn) syscall.Conn {
-	for range 8 {
-		switch v := conn.(type) {
-		case *net.TCPConn:
-			return v
-		case *tls.Conn:
-			conn = v.NetConn()
-		case interface{ NetConn() net.Conn }:
-			conn = v.NetConn()
-		default:
-			return nil
-		}
 	}
 	return nil
 }
@@ -433,10 +421,26 @@ func (c *Conn) readErr(err error, midFrame bool) error {
 	if err == io.EOF && midFrame {
 		err = io.ErrUnexpectedEOF
 	}
+	if peerGone(err) {
+		c.die(c.tcpDead(err))
+		return c.Err()
+	}
 	// The peer closed or the connection broke: stop heartbeating it.
 	c.rerr = err
 	c.s.remove(c)
 	return err
+}
+
+// tcpDead is the DeadError for a socket error that means the TCP stack gave up on the peer.
+func (c *Conn) tcpDead(err error) *DeadError {
+	return &DeadError{By: ByTCP, Err: err, Silence: time.Duration(nanotime() - c.lastRead.Load()), Timeout: time.Duration(c.toutD)}
+}
+
+// writeFailed ends the connection when a write error means the peer is gone.
+func (c *Conn) writeFailed(err error) {
+	if peerGone(err) {
+		c.die(c.tcpDead(err))
+	}
 }
 
 // control handles one control frame's payload.
@@ -564,6 +568,8 @@ func (c *Conn) flushLocked() {
 		c.pongsSent.Add(1)
 		if _, err := c.nc.Write(c.wctl[:]); err == nil {
 			c.lastWrite.Store(nanotime())
+		} else {
+			c.writeFailed(err)
 		}
 	}
 	if bits&ctlPing != 0 {
@@ -571,6 +577,8 @@ func (c *Conn) flushLocked() {
 		c.pingsSent.Add(1)
 		if _, err := c.nc.Write(c.wctl[:]); err == nil {
 			c.lastWrite.Store(nanotime())
+		} else {
+			c.writeFailed(err)
 		}
 	}
 }
@@ -610,6 +618,9 @@ func (c *Conn) Write(p []byte) (int, error) {
 		c.noData.Store(0)
 		c.strikes.Store(0)
 	}
+	if err != nil {
+		c.writeFailed(err)
+	}
 	c.flushLocked()
 	c.unlockWrite()
 	if err != nil && c.dead.Load() {
@@ -637,7 +648,7 @@ func (c *Conn) visit(now int64) int64 {
 			// read; the peer was alive when it sent it. Check again later.
 			return now + c.toutD
 		default:
-			c.die(&DeadError{Silence: time.Duration(now - lr), Timeout: time.Duration(c.toutD), PingsUnanswered: int(c.unans)})
+			c.die(&DeadError{By: ByHeartbeat, Silence: time.Duration(now - lr), Timeout: time.Duration(c.toutD), PingsUnanswered: int(c.unans)})
 			return -1
 		}
 	}

@@ -615,3 +615,88 @@ func TestOtherConnTypes(t *testing.T) {
 		})
 	}
 }
+
+// gRPC parity: a Server with default policy PINGs an idle client it has not heard from for
+// Time, so a stopped client (here: one that never answers) is declared dead within
+// Time + Timeout, with or without a call and whether or not the server application reads.
+func TestServerPingsIdleClient(t *testing.T) {
+	for _, appReads := range []bool{true, false} {
+		_, rawServer := tcpPair(t) // the client end never answers
+		const tm, to = 200 * time.Millisecond, 300 * time.Millisecond
+		dead := make(chan error, 1)
+		start := time.Now()
+		s, err := Server(rawServer, Options{Time: tm, Timeout: to, OnDead: func(c *Conn, err error) { dead <- err }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if appReads {
+			readLoop(s)
+		}
+		err = waitErr(t, dead, 5*time.Second)
+		el := time.Since(start)
+		if !errors.Is(err, ErrPeerUnresponsive) {
+			t.Fatalf("OnDead got %v", err)
+		}
+		if el < tm+to-20*time.Millisecond || el > tm+to+700*time.Millisecond {
+			t.Fatalf("app reading %v: detected after %s, want about Time+Timeout = %s", appReads, el, tm+to)
+		}
+		if st := s.Stats(); st.PingsSent == 0 {
+			t.Fatalf("server sent no PING: %+v", st)
+		}
+		s.Close()
+	}
+}
+
+// A live client and a server with the same Time: the client's PINGs keep the server's read
+// clock fresh, so the server itself sends (almost) no PINGs.
+func TestServerQuietWhileClientPings(t *testing.T) {
+	rc, rs := tcpPair(t)
+	o := Options{Time: 100 * time.Millisecond, Timeout: time.Second}
+	so := o
+	so.Time = 150 * time.Millisecond
+	c, err := Client(rc, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	s, err := Server(rs, so)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	readLoop(c)
+	readLoop(s)
+	time.Sleep(time.Second)
+	cs, ss := c.Stats(), s.Stats()
+	if cs.PongsReceived < 5 || ss.PingsSent > 1 || c.Err() != nil || s.Err() != nil {
+		t.Fatalf("client %+v\nserver %+v", cs, ss)
+	}
+}
+
+// Connections nobody reads: one background reader each, no more (the honest cost stated in
+// the package documentation), and heartbeats still flow.
+func TestGoroutinesWhenNotReading(t *testing.T) {
+	const n = 200
+	before := runtime.NumGoroutine()
+	var conns []*Conn
+	for range n {
+		c, s := wrappedPair(t, Options{Time: 50 * time.Millisecond, Timeout: time.Second, PermitWithoutCalls: true}, Options{Time: 50 * time.Millisecond, Timeout: time.Second})
+		conns = append(conns, c, s)
+	}
+	time.Sleep(400 * time.Millisecond)
+	extra := runtime.NumGoroutine() - before
+	if extra < 2*n-4 || extra > 2*n+12 {
+		t.Fatalf("%d goroutines for %d unread connections, want one background reader each (+ a few)", extra, 2*n)
+	}
+	var pongs uint64
+	for _, c := range conns {
+		if c.Err() != nil {
+			t.Fatal(c.Err())
+		}
+		pongs += c.Stats().PongsReceived
+	}
+	if pongs < n {
+		t.Fatalf("only %d pongs over %d pairs", pongs, n)
+	}
+	t.Logf("%d unread connections: %d goroutines, %d pongs", 2*n, extra, pongs)
+}

@@ -39,6 +39,8 @@ type Options struct {
 	Timeout time.Duration
 	// PermitWithoutCalls sends PINGs even when no call is active (see Conn.BeginCall). Without
 	// it an idle connection with no active call is not pinged (gRPC's PermitWithoutStream).
+	// Client and Server set it: a gRPC server always pings after its Time, and Client is for a
+	// client that asked for keepalive; only Wrap leaves it to opts.
 	PermitWithoutCalls bool
 	// MaxPingsWithoutData limits how many PINGs are sent while the application sends no data;
 	// further PINGs wait for the next Write. 0 means unlimited; allowed 0..1000000.
@@ -53,8 +55,11 @@ type Options struct {
 	// HealthTimeout bounds Health. Zero means Timeout; allowed 10ms..24h.
 	HealthTimeout time.Duration
 	// OnDead is called once, on its own goroutine, when the connection dies because the peer
-	// is unresponsive (ErrPeerUnresponsive), sent or received GOAWAY (ErrGoAway) or broke the
-	// protocol (ErrProtocol). It is not called for Close or an ordinary read error.
+	// is unresponsive (ErrPeerUnresponsive: the heartbeat's Timeout expired, or the TCP stack
+	// reported ETIMEDOUT or unreachable through TCP_USER_TIMEOUT, keepalive or retransmissions,
+	// whichever came first), sent or received GOAWAY (ErrGoAway) or broke the protocol
+	// (ErrProtocol). It is not called for Close, the application's own deadlines, or the peer
+	// closing or resetting the connection.
 	OnDead func(c *Conn, err error)
 	// OnPong is called with the round-trip time of every PONG, on the goroutine reading the
 	// connection; it must not block.
@@ -64,7 +69,9 @@ type Options struct {
 	KeepAlive *keepalive.Config
 	// UserTimeout sets TCP_USER_TIMEOUT (or the OS's equivalent) on the underlying TCP socket
 	// to Timeout, rounded up to the OS's resolution, as gRPC does. It also turns on
-	// SO_KEEPALIVE (keepalive.Apply always does).
+	// SO_KEEPALIVE (keepalive.Apply always does). A Write blocked on a dead peer then fails
+	// after about Timeout with a *DeadError (By ByTCP) matching ErrPeerUnresponsive, and
+	// OnDead is called, exactly as when the heartbeat notices first.
 	UserTimeout bool
 }
 

@@ -1,6 +1,7 @@
 package heartbeat
 
 import (
+	"container/heap"
 	"runtime"
 	"sync"
 	"time"
@@ -21,7 +22,7 @@ func timeAt(ns int64) time.Time { return epoch.Add(time.Duration(ns)) }
 // buffer never stalls the clock.
 type scheduler struct {
 	mu      sync.Mutex
-	h       []*Conn // min-heap on Conn.when
+	h       connHeap // min-heap on Conn.when
 	running bool
 	wake    chan struct{}
 
@@ -44,65 +45,38 @@ func newScheduler() *scheduler {
 	return s
 }
 
-func (s *scheduler) less(i, j int) bool { return s.h[i].when < s.h[j].when }
+// connHeap is a min-heap of connections on Conn.when for container/heap; each Conn keeps its
+// index so that it can be removed or moved without a search.
+type connHeap []*Conn
 
-func (s *scheduler) swap(i, j int) {
-	s.h[i], s.h[j] = s.h[j], s.h[i]
-	s.h[i].idx = int32(i)
-	s.h[j].idx = int32(j)
+func (h connHeap) Len() int           { return len(h) }
+func (h connHeap) Less(i, j int) bool { return h[i].when < h[j].when }
+func (h connHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].idx = int32(i)
+	h[j].idx = int32(j)
 }
 
-func (s *scheduler) up(j int) {
-	for j > 0 {
-		i := (j - 1) / 2
-		if !s.less(j, i) {
-			break
-		}
-		s.swap(i, j)
-		j = i
-	}
+// Push and Pop are for container/heap only.
+func (h *connHeap) Push(x any) {
+	c := x.(*Conn)
+	c.idx = int32(len(*h))
+	*h = append(*h, c)
 }
 
-func (s *scheduler) down(i int) {
-	n := len(s.h)
-	for {
-		l := 2*i + 1
-		if l >= n {
-			return
-		}
-		j := l
-		if r := l + 1; r < n && s.less(r, l) {
-			j = r
-		}
-		if !s.less(j, i) {
-			return
-		}
-		s.swap(i, j)
-		i = j
-	}
-}
-
-func (s *scheduler) push(c *Conn) {
-	c.idx = int32(len(s.h))
-	s.h = append(s.h, c)
-	s.up(len(s.h) - 1)
-}
-
-func (s *scheduler) removeAt(i int) *Conn {
-	n := len(s.h) - 1
-	c := s.h[i]
-	if i != n {
-		s.swap(i, n)
-	}
-	s.h[n] = nil
-	s.h = s.h[:n]
-	if i != n {
-		s.down(i)
-		s.up(i)
-	}
+func (h *connHeap) Pop() any {
+	old := *h
+	n := len(old) - 1
+	c := old[n]
+	old[n] = nil
+	*h = old[:n]
 	c.idx = -1
 	return c
 }
+
+func (s *scheduler) push(c *Conn) { heap.Push(&s.h, c) }
+
+func (s *scheduler) removeAt(i int) *Conn { return heap.Remove(&s.h, i).(*Conn) }
 
 // add schedules c's first visit at when.
 func (s *scheduler) add(c *Conn, when int64) {
@@ -151,7 +125,7 @@ func (s *scheduler) advance(c *Conn, when int64) {
 	s.mu.Lock()
 	if c.idx >= 0 && !c.removed && when < c.when {
 		c.when = when
-		s.up(int(c.idx))
+		heap.Fix(&s.h, int(c.idx))
 		if c.idx == 0 {
 			select {
 			case s.wake <- struct{}{}:

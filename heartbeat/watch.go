@@ -10,7 +10,9 @@ import (
 
 // Answer wraps conn with Server and answers the peer's heartbeats until ctx is done or the
 // connection ends, discarding any application data. Without opts.Enforcement it accepts any
-// PING rate. It closes conn before returning and
+// PING rate. Like every Server it also PINGs a peer it has not heard from for opts.Time, so a
+// vanished peer ends it with an error matching ErrPeerUnresponsive. It closes conn before
+// returning and
 // returns nil for a clean end (ctx done or the peer closed), otherwise the error that ended
 // the connection (for example one matching ErrGoAway for a ping flood). This is the
 // "peer" side of a heartbeat detector.

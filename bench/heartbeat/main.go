@@ -3,14 +3,22 @@
 // Command heartbeat-bench measures the cost of application heartbeats on idle loopback
 // connections, for one design per process:
 //
-//	plain      no heartbeats (the reference the others are measured against)
-//	ours       github.com/keepalive-dev/keepalive/heartbeat (one shared scheduler)
-//	goroutine  baseline (a): the same wire format with one goroutine and one time.Timer per
-//	           connection running gRPC's keepalive loop
-//	yamux      baseline (b): a hashicorp/yamux session per connection with keepalive on
+//	plain       no heartbeats (the reference the others are measured against)
+//	floor       the floor: a bare 16-byte ping-pong over the same kind of connections, no
+//	            framework: one pacing goroutine with one ticker writes a 16-byte ping on each
+//	            client end once per Time, the server end's reader echoes it, the client end's
+//	            reader reads it back
+//	ours        github.com/keepalive-dev/keepalive/heartbeat (one shared scheduler)
+//	ours-noread ours without application readers (each end gets the package's background reader)
+//	goroutine   baseline (a): the same wire format with one goroutine and one time.Timer per
+//	            connection running gRPC's keepalive loop
+//	yamux       baseline (b): a hashicorp/yamux session per connection with keepalive on
+//	grpc        grpc-go: one grpc.Server, one grpc.ClientConn per connection with keepalive
+//	            ClientParameters{Time, Timeout: 2*Time, PermitWithoutStream} and
+//	            ServerParameters{Time: 2*Time, Timeout: 2*Time}
 //
-// Every mode has one application goroutine per connection end blocked in Read (yamux: in
-// Accept), as a server or client would. It opens -pairs loopback connection pairs, waits
+// Every mode except ours-noread has one application goroutine per connection end blocked in
+// Read (yamux: in Accept; grpc: its own transport readers), as a server or client would. It opens -pairs loopback connection pairs, waits
 // -settle for heartbeats to start, measures CPU over -window, then memory after a GC, and
 // prints one JSON line.
 package main
@@ -52,12 +60,13 @@ type result struct {
 	Window      float64 `json:"window_seconds"`
 	CPUPercent  float64 `json:"cpu_percent_of_one_core"`
 	Pings       uint64  `json:"pings_in_window"`
+	PingsEst    bool    `json:"pings_estimated,omitempty"`
 	Dead        int     `json:"dead"`
 	SetupSecond float64 `json:"setup_seconds"`
 }
 
 func main() {
-	mode := flag.String("mode", "ours", "plain | ours | goroutine | yamux")
+	mode := flag.String("mode", "ours", "plain | floor | ours | ours-noread | goroutine | yamux | grpc")
 	pairs := flag.Int("pairs", 9000, "connection pairs (2 descriptors each; a process may hold 20000)")
 	hbTime := flag.Duration("time", 10*time.Second, "heartbeat Time (PING after this long without reading)")
 	settle := flag.Duration("settle", 12*time.Second, "wait before measuring")
@@ -107,9 +116,17 @@ func run(mode string, pairs int, hbTime, settle, window time.Duration, addr, src
 		return result{}, err
 	}
 	defer ln.Close()
+	if mode == "grpc" {
+		return runGRPC(ln, &d, pairs, hbTime, settle, window)
+	}
 	start := time.Now()
 	var eps []endpoint
 	var keep []any // keeps plain conns reachable
+	var fl *floor
+	if mode == "floor" {
+		fl = &floor{}
+		eps = append(eps, fl)
+	}
 	for i := 0; i < pairs; i++ {
 		cc, err := d.Dial("tcp", ln.Addr().String())
 		if err != nil {
@@ -124,7 +141,15 @@ func run(mode string, pairs int, hbTime, settle, window time.Duration, addr, src
 			case "plain":
 				keep = append(keep, nc)
 				go appRead(nc)
-			case "ours":
+			case "floor":
+				keep = append(keep, nc)
+				if side == 0 {
+					fl.clients = append(fl.clients, nc)
+					go fl.clientRead(nc)
+				} else {
+					go floorEcho(nc)
+				}
+			case "ours", "ours-noread":
 				var c *heartbeat.Conn
 				opts := heartbeat.Options{Time: hbTime, Timeout: 2 * hbTime, PermitWithoutCalls: true}
 				if side == 0 {
@@ -137,7 +162,9 @@ func run(mode string, pairs int, hbTime, settle, window time.Duration, addr, src
 					return result{}, err
 				}
 				eps = append(eps, oursEP{c})
-				go appRead(c)
+				if mode == "ours" {
+					go appRead(c)
+				}
 			case "goroutine":
 				t := hbTime
 				if side == 1 {
@@ -164,12 +191,22 @@ func run(mode string, pairs int, hbTime, settle, window time.Duration, addr, src
 				eps = append(eps, &yamuxEP{s: s})
 				go func() { s.Accept() }() // the application waiting for streams
 			default:
-				return result{}, fmt.Errorf("unknown -mode %q (allowed plain, ours, goroutine, yamux)", mode)
+				return result{}, fmt.Errorf("unknown -mode %q (allowed plain, floor, ours, ours-noread, goroutine, yamux, grpc)", mode)
 			}
 		}
 	}
 	setup := time.Since(start)
+	if fl != nil {
+		stop := make(chan struct{})
+		defer close(stop)
+		go fl.pace(hbTime, stop)
+	}
 	time.Sleep(settle)
+	return measure(mode, pairs, eps, keep, settle, window, setup)
+}
+
+// measure takes the CPU, ping and memory figures of a running mode.
+func measure(mode string, pairs int, eps []endpoint, keep any, settle, window, setup time.Duration) (result, error) {
 	p0 := totalPings(eps)
 	c0 := cpuTime()
 	if profile != "" {
@@ -401,41 +438,53 @@ func printReport(path string) error {
 	if !ok {
 		return fmt.Errorf("no plain run in %s", path)
 	}
+	// Per connection, against plain's per-connection figure (runs may differ in size: grpc).
+	per := func(v uint64, r result) float64 { return float64(v) / float64(r.Conns) }
 	perConn := func(r result) (gomem, rssb float64) {
-		n := float64(r.Conns)
-		return (float64(r.HeapInuse+r.StackInuse) - float64(plain.HeapInuse+plain.StackInuse)) / n,
-			(float64(r.RSS) - float64(plain.RSS)) / n
+		return per(r.HeapInuse+r.StackInuse, r) - per(plain.HeapInuse+plain.StackInuse, plain),
+			per(r.RSS, r) - per(plain.RSS, plain)
 	}
+	cpuPerConn := func(r result) float64 { return r.CPUPercent / float64(r.Conns) }
 	fmt.Printf("%d connection pairs (%d connections) per process, idle, loopback; heartbeat cost per connection = (mode - plain) / connections\n\n", plain.Pairs, plain.Conns)
-	fmt.Printf("%-10s %14s %14s %14s %11s %10s %10s %10s %6s\n", "mode", "heap B/conn", "stacks B/conn", "RSS B/conn", "goroutines", "CPU %core", "pings/s", "CPU us/ping", "dead")
-	for _, m := range []string{"plain", "ours", "goroutine", "yamux"} {
+	fmt.Printf("%-11s %6s %12s %13s %11s %11s %9s %9s %11s %5s\n", "mode", "conns", "heap B/conn", "stacks B/conn", "RSS B/conn", "goroutines", "CPU %core", "pings/s", "CPU us/ping", "dead")
+	for _, m := range []string{"plain", "floor", "ours", "ours-noread", "goroutine", "yamux", "grpc"} {
 		r, ok := byMode[m]
 		if !ok {
 			continue
 		}
-		n := float64(r.Conns)
-		heap := (float64(r.HeapInuse) - float64(plain.HeapInuse)) / n
-		stk := (float64(r.StackInuse) - float64(plain.StackInuse)) / n
+		heap := per(r.HeapInuse, r) - per(plain.HeapInuse, plain)
+		stk := per(r.StackInuse, r) - per(plain.StackInuse, plain)
 		_, rs := perConn(r)
-		pings, per := "-", "-"
-		if (m == "ours" || m == "goroutine") && r.Pings > 0 {
+		pings, perPing := "-", "-"
+		if m != "plain" && m != "yamux" && r.Pings > 0 {
 			pings = fmt.Sprintf("%.0f", float64(r.Pings)/r.Window)
-			per = fmt.Sprintf("%.1f", r.CPUSeconds*1e6/float64(r.Pings))
+			perPing = fmt.Sprintf("%.1f", r.CPUSeconds*1e6/float64(r.Pings))
+			if r.PingsEst {
+				pings += "~"
+			}
 		}
-		fmt.Printf("%-10s %14.0f %14.0f %14.0f %11d %10.2f %10s %10s %6d\n", m, heap, stk, rs, r.Goroutines, r.CPUPercent, pings, per, r.Dead)
+		fmt.Printf("%-11s %6d %12.0f %13.0f %11.0f %11d %9.2f %9s %11s %5d\n", m, r.Conns, heap, stk, rs, r.Goroutines, r.CPUPercent, pings, perPing, r.Dead)
 	}
 	if ours, ok := byMode["ours"]; ok {
 		om, orss := perConn(ours)
 		fmt.Println()
-		for _, m := range []string{"goroutine", "yamux"} {
+		for _, m := range []string{"goroutine", "yamux", "grpc"} {
 			if r, ok := byMode[m]; ok {
 				gm, grss := perConn(r)
-				fmt.Printf("ratio %s / ours: Go memory (heap+stacks) %.1fx, RSS %.1fx, CPU %.1fx", m, gm/om, grss/orss, r.CPUPercent/ours.CPUPercent)
+				fmt.Printf("ratio %s / ours per connection: Go memory (heap+stacks) %.1fx, RSS %.1fx, goroutines %.1fx, CPU %.1fx", m, gm/om, grss/orss,
+					per(uint64(r.Goroutines), r)/per(uint64(ours.Goroutines), ours), cpuPerConn(r)/cpuPerConn(ours))
 				if r.Pings > 0 && ours.Pings > 0 {
 					fmt.Printf(", CPU per PING round trip %.1fx", (r.CPUSeconds/float64(r.Pings))/(ours.CPUSeconds/float64(ours.Pings)))
 				}
 				fmt.Println()
 			}
+		}
+	}
+	if ours, ok := byMode["ours"]; ok {
+		if f, ok := byMode["floor"]; ok && f.Pings > 0 && ours.Pings > 0 {
+			fmt.Printf("ratio ours / floor: CPU per PING round trip %.2fx (%.1f us against %.1f us), CPU %.2fx\n",
+				(ours.CPUSeconds/float64(ours.Pings))/(f.CPUSeconds/float64(f.Pings)),
+				ours.CPUSeconds*1e6/float64(ours.Pings), f.CPUSeconds*1e6/float64(f.Pings), ours.CPUPercent/f.CPUPercent)
 		}
 	}
 	if len(scale) > 0 {
