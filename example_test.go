@@ -50,29 +50,33 @@ func ExampleControl() {
 
 // How long do Linux's defaults take to notice a crashed peer?
 func ExampleDetectionTime() {
+	// The earliest time at the coarsest common HZ (100): never sooner than the textbook
+	// 7200 + 9 × 75 s, a little later because each timer fires up to a granule late.
 	d, _ := keepalive.DetectionTime(keepalive.LinuxDefaults(), keepalive.ScenarioSilent)
 	fmt.Println(keepalive.HumanDuration(d))
-	// Output: 2 h 11 min 15 s
+	// Output: 2 h 11 min 31 s
 }
 
 // The kernel's course of events for a peer that vanished.
 func ExamplePredict() {
 	tl := keepalive.Predict(keepalive.Model{
 		Config:   keepalive.Config{Idle: 2 * time.Second, Interval: time.Second, Count: 3},
-		Enabled:  true,
 		Scenario: keepalive.ScenarioSilent,
+		HZ:       250, // CONFIG_HZ of the target kernel (host.DetectTimers learns it)
 	})
 	for _, e := range tl.Events {
-		fmt.Println(e.At, e.Kind)
+		fmt.Println(e.At, "…", e.At+e.Slack, e.Kind)
 	}
+	fmt.Println(tl.Error, "between", tl.Detection, "and", tl.Latest)
 	// Output:
-	// 0s last-activity
-	// 0s fault
-	// 2s probe
-	// 3s probe
-	// 4s probe
-	// 5s kill
-	// 5s error
+	// 0s … 0s last-activity
+	// 0s … 0s fault
+	// 2s … 2.032s probe
+	// 3.024s … 3.056s probe
+	// 4.048s … 4.08s probe
+	// 5.072s … 5.104s kill
+	// 5.072s … 5.104s error
+	// ETIMEDOUT between 5.072s and 5.104s
 }
 
 // Settings for a service behind an AWS NAT Gateway that must notice dead peers within 2 min.

@@ -25,7 +25,7 @@ func (probeDetector) Describe() string {
 // numbers from the next segment the connection sends (a retransmission) after idle, then
 // sends count zero-length probes interval apart.
 func (probeDetector) Predict(in PredictInput) keepalive.Timeline {
-	in.Model.Enabled = true
+	in.Model.KeepaliveOff = false
 	in.Model.Config.UserTimeout = 0
 	k := PredictKernel(in)
 	if in.Scenario != InFlight {

@@ -33,6 +33,10 @@ type labFlags struct {
 	matrix      bool
 	parallel    int
 	noProgress  bool
+	segments    int
+	hz          int
+	random      int
+	seed        int64
 }
 
 func newLabCmd(g *globalOptions) *cobra.Command {
@@ -115,6 +119,10 @@ one table marking where the kernel and the model disagree (exit status 3 if any 
 	fl.BoolVar(&f.matrix, "matrix", false, "run every scenario × mode with short settings in parallel and print one table")
 	fl.IntVar(&f.parallel, "parallel", 8, "runs at once with --matrix (1..64)")
 	fl.BoolVar(&f.noProgress, "no-progress", false, "do not print the progress line on stderr")
+	fl.IntVar(&f.segments, "segments", 1, "segments in flight for the in-flight scenario (1 = one small write; 1..10)")
+	fl.IntVar(&f.hz, "hz", 0, "kernel CONFIG_HZ for the model (default: detected from /proc/config.gz, /boot/config-*, or the kernel's timers)")
+	fl.IntVar(&f.random, "random", 0, "run N random configurations (up to 4 at once) and compare each with the model's window")
+	fl.Int64Var(&f.seed, "seed", 0, "seed for --random (default: time-based, printed)")
 	cmd.AddCommand(newLabCleanCmd(g))
 	return cmd
 }
@@ -184,7 +192,16 @@ func labOptions(f *labFlags) (lab.Options, error) {
 	}
 	o := lab.Options{Scenario: sc, NATOnExpiry: variant, NATTimeout: f.natTimeout, Mode: f.mode,
 		Config: keepalive.Config{Idle: f.idle, Interval: f.interval, Count: f.count, UserTimeout: f.userTimeout},
-		Max:    f.max, FaultAfter: f.faultAfter, Retries2: f.retries2, IPv6: f.ipv6}
+		Max:    f.max, FaultAfter: f.faultAfter, Retries2: f.retries2, IPv6: f.ipv6, Segments: f.segments, HZ: f.hz}
+	if f.segments != 1 && sc != lab.InFlight {
+		return o, usagef("--segments applies to the in-flight scenario only (got --scenario %s)", f.scenario)
+	}
+	if f.segments < 1 || f.segments > lab.MaxSegments {
+		return o, usagef("--segments %d out of range (allowed: 1..%d)", f.segments, lab.MaxSegments)
+	}
+	if f.hz != 0 && (f.hz < 10 || f.hz > 10000) {
+		return o, usagef("--hz %d out of range (allowed: 10..10000, typically 100, 250, 300 or 1000)", f.hz)
+	}
 	if f.userTimeout != 0 && f.mode != "user-timeout" {
 		return o, usagef("--user-timeout %s needs --mode user-timeout (got --mode %s)", f.userTimeout, f.mode)
 	}
