@@ -230,6 +230,8 @@ type Result struct {
 	HZSource string `json:"hz_source,omitempty"`
 	// Segments is the number of segments written in the InFlight scenario.
 	Segments int `json:"segments,omitempty"`
+	// Retries2 is net.ipv4.tcp_retries2 in the client namespace when the run set it.
+	Retries2 int `json:"retries2,omitempty"`
 	// Agree reports that measurement and model agree: same detected state within Max, the
 	// same error, and the measured time within the model's window (see WindowLow and
 	// WindowHigh; detectors with their own timing: within BandLow … BandHigh).

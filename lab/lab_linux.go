@@ -416,7 +416,7 @@ type detection struct {
 func (r *run) measure(ctx context.Context, pred keepalive.Timeline) (Result, error) {
 	o := r.o
 	res := Result{RunID: o.RunID, Scenario: o.Scenario, Variant: o.NATOnExpiry, Mode: o.Mode, IPv6: o.IPv6,
-		Config: o.Config, NATTimeout: o.NATTimeout, Max: o.Max, Predicted: pred, HZ: o.HZ, HZSource: o.HZSource}
+		Config: o.Config, NATTimeout: o.NATTimeout, Max: o.Max, Predicted: pred, HZ: o.HZ, HZSource: o.HZSource, Retries2: o.Retries2}
 	if o.Scenario == InFlight {
 		res.Segments = o.Segments
 	}

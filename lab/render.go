@@ -206,7 +206,7 @@ func WriteMatrix(w io.Writer, rs []MatrixResult) error {
 			meas = "none in " + r.Max.String()
 		}
 		if r.Predicted.Detected {
-			pred = fmtS(r.Predicted.Detection)
+			pred = fmtWindow(r.Predicted)
 		} else {
 			pred = "never"
 		}
@@ -223,9 +223,18 @@ func WriteMatrix(w io.Writer, rs []MatrixResult) error {
 			orDash(r.Error), orDash(r.Predicted.Error), r.Probes, r.Predicted.Probes, v)
 	}
 	tw.Flush()
-	fmt.Fprintf(&b, "\n%d of %d runs agree with the model (band %s … +%s)\n", agree, len(rs), fmtDiff(BandLow), fmtS(BandHigh))
+	fmt.Fprintf(&b, "\n%d of %d runs agree with the model (kernel: inside its window, %s … +%s allowed; own-timing detectors: band %s … +%s)\n",
+		agree, len(rs), fmtDiff(WindowLow), fmtS(WindowHigh), fmtDiff(BandLow), fmtS(BandHigh))
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// fmtWindow renders the predicted detection window, e.g. "5.072–5.104s".
+func fmtWindow(p keepalive.Timeline) string {
+	if p.Latest > p.Detection {
+		return fmt.Sprintf("%.3f–%.3fs", p.Detection.Seconds(), p.Latest.Seconds())
+	}
+	return fmtS(p.Detection)
 }
 
 // WriteSVG draws the measured timeline above the predicted one.
