@@ -50,11 +50,9 @@ func ExampleControl() {
 
 // How long do Linux's defaults take to notice a crashed peer?
 func ExampleDetectionTime() {
-	// The earliest time at the coarsest common HZ (100): never sooner than the textbook
-	// 7200 + 9 × 75 s, a little later because each timer fires up to a granule late.
 	d, _ := keepalive.DetectionTime(keepalive.LinuxDefaults(), keepalive.ScenarioSilent)
 	fmt.Println(keepalive.HumanDuration(d))
-	// Output: 2 h 11 min 31 s
+	// Output: 2 h 11 min 15 s
 }
 
 // The kernel's course of events for a peer that vanished.
@@ -67,7 +65,7 @@ func ExamplePredict() {
 	for _, e := range tl.Events {
 		fmt.Println(e.At, "…", e.At+e.Slack, e.Kind)
 	}
-	fmt.Println(tl.Error, "between", tl.Detection, "and", tl.Latest)
+	fmt.Println(tl.Error, "between", tl.Earliest, "and", tl.Latest, "(textbook", tl.Detection, "with every timer on time)")
 	// Output:
 	// 0s … 0s last-activity
 	// 0s … 0s fault
@@ -76,7 +74,7 @@ func ExamplePredict() {
 	// 4.048s … 4.08s probe
 	// 5.072s … 5.104s kill
 	// 5.072s … 5.104s error
-	// ETIMEDOUT between 5.072s and 5.104s
+	// ETIMEDOUT between 5.072s and 5.104s (textbook 5s with every timer on time)
 }
 
 // Settings for a service behind an AWS NAT Gateway that must notice dead peers within 2 min.

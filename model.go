@@ -178,14 +178,16 @@ type Timeline struct {
 	Model    Model   `json:"model"`
 	Events   []Event `json:"events"`
 	Detected bool    `json:"detected"`
-	// Detection is the earliest time from last activity to the application's error: the
-	// kernel never gets there sooner. Latest is the latest; every outcome the kernel can
-	// produce lies in [Detection, Latest].
+	// Detection is the textbook time from last activity to the application's error, with
+	// every kernel timer firing exactly on time (idle + count × interval for a silent peer):
+	// what documentation quotes. The kernel cannot fire early, so its outcome lies in
+	// [Earliest, Latest] — usually just after Detection, and with a user timeout just after a
+	// nominal firing possibly a whole interval before it (see Candidates).
 	Detection time.Duration `json:"detection"`
-	Latest    time.Duration `json:"latest"`
-	// Nominal is the textbook time with every timer on time (idle + count × interval, or
-	// the retransmission bound): what documentation usually quotes.
-	Nominal time.Duration `json:"nominal,omitempty"`
+	// Earliest and Latest bound every outcome the kernel can produce at HZ: it never gets
+	// there sooner than Earliest nor later than Latest.
+	Earliest time.Duration `json:"earliest"`
+	Latest   time.Duration `json:"latest"`
 	// Candidates lists the timer firings that can end the connection when the outcome
 	// depends on timer lateness (e.g. a user timeout just after a nominal firing), each with
 	// its own window; empty when one firing decides.
@@ -225,6 +227,7 @@ func Granule(d time.Duration, hz int) time.Duration {
 type clock struct {
 	hz    int64
 	depth int
+	exact bool // timers fire exactly at their expiry (the textbook timeline)
 }
 
 func newClock(hz int) clock {
@@ -269,6 +272,9 @@ func (k clock) granule(delta int64) int64 {
 func (k clock) fire(at, delta int64) int64 {
 	if delta < 0 {
 		delta = 0
+	}
+	if k.exact {
+		return at + delta
 	}
 	g := k.granule(delta)
 	e := at + delta
@@ -355,7 +361,6 @@ func Predict(m Model) Timeline {
 		t.Notes = append(t.Notes, "keepalive sends no probes while data is unacknowledged; only the retransmission timer can end the connection")
 		sim = func(p int64) simRun { return simInFlight(k, m, p) }
 		gmax = k.granule(max(k.jiffies(m.RTOMax), k.jiffies(m.Config.UserTimeout)))
-		t.Nominal = nominalInFlight(m)
 	case m.KeepaliveOff:
 		t.Events = []Event{{At: 0, Kind: EventLastActivity, Detail: "last segment received from the peer"}}
 		if m.Scenario != ScenarioNAT {
@@ -374,16 +379,6 @@ func Predict(m Model) Timeline {
 		}
 		sim = func(p int64) simRun { return simIdle(k, m, p) }
 		gmax = k.granule(max(k.jiffies(m.Config.Idle), k.jiffies(m.Config.Interval)))
-		c := m.Config
-		if c.UserTimeout > 0 {
-			n := max(time.Duration(1), (c.UserTimeout-c.Idle+c.Interval-1)/c.Interval)
-			if c.UserTimeout <= c.Idle {
-				n = 1
-			}
-			t.Nominal = c.Idle + n*c.Interval
-		} else {
-			t.Nominal = c.Idle + time.Duration(c.Count)*c.Interval
-		}
 	}
 	// The outcome depends on the phase of time zero within the coarsest granule involved:
 	// try every phase (or 512 evenly spaced ones, widening the window by the step).
@@ -396,13 +391,21 @@ func Predict(m Model) Timeline {
 		runs = append(runs, sim(p))
 	}
 	merge(&t, k, runs, k.dur(step-1)+k.dur(1))
+	// The textbook timeline: the same simulation with every timer exactly on time.
+	exact := k
+	exact.exact = true
+	var nominal simRun
+	if m.Scenario == ScenarioInFlight {
+		nominal = simInFlight(exact, m, 0)
+	} else {
+		nominal = simIdle(exact, m, 0)
+	}
 	switch {
 	case !t.Detected:
-		t.Nominal = 0
-	case m.Scenario == ScenarioReboot:
-		t.Nominal = m.Config.Idle + m.RTT
-	case m.Scenario == ScenarioNAT:
-		t.Nominal = 0 // depends on the refresh history; Detection and Latest say it
+	case nominal.detected:
+		t.Detection = time.Duration(nominal.at)
+	default:
+		t.Detection = t.Earliest
 	}
 	return t
 }
@@ -513,16 +516,6 @@ func simIdle(k clock, m Model, p int64) simRun {
 	}
 	r.notes = append(r.notes, "nothing detected within the simulated horizon")
 	return r
-}
-
-// nominalInFlight is the textbook in-flight bound: the first RTO retransmission (RTOMin
-// after the write) plus the user timeout or tcp_retries2's bound.
-func nominalInFlight(m Model) time.Duration {
-	first := m.RTOMin + m.RTT
-	if m.Config.UserTimeout > 0 {
-		return first + m.Config.UserTimeout
-	}
-	return first + retransmitTimeout(m.Retries2, m.RTOMax)
 }
 
 // simInFlight runs the retransmission timer for a write at absolute jiffy p.
@@ -663,7 +656,7 @@ func merge(t *Timeline, k clock, runs []simRun, widen time.Duration) {
 		}
 	}
 	t.Detected = true
-	t.Detection = time.Duration(max(0, first.lo-w))
+	t.Earliest = time.Duration(max(0, first.lo-w))
 	t.Latest = time.Duration(last.hi)
 	t.Error = last.errno
 	t.Probes = last.probes
@@ -686,7 +679,7 @@ func merge(t *Timeline, k clock, runs []simRun, widen time.Duration) {
 		t.Notes = append(t.Notes, "the outcome depends on how late the kernel's timers fire: "+strings.Join(parts, "; or "))
 		sort.SliceStable(t.Events, func(i, j int) bool { return t.Events[i].At < t.Events[j].At })
 	}
-	t.Notes = append(t.Notes, fmt.Sprintf("kernel timers fire up to one timer-wheel granule late (HZ=%d), and the lateness accumulates: detection between %s and %s", k.hz, fmtSeconds(t.Detection), fmtSeconds(t.Latest)))
+	t.Notes = append(t.Notes, fmt.Sprintf("kernel timers fire up to one timer-wheel granule late (HZ=%d), and the lateness accumulates: detection between %s and %s", k.hz, fmtSeconds(t.Earliest), fmtSeconds(t.Latest)))
 }
 
 func faultText(s Scenario) string {
@@ -726,9 +719,10 @@ func retransmitTimeout(retries int, rtoMax time.Duration) time.Duration {
 	return time.Duration(ms) * time.Millisecond
 }
 
-// DetectionTime is the earliest time from last activity until the application learns that
-// the peer is gone in scenario s, with SO_KEEPALIVE on, zero fields taken from Linux's
-// defaults and HZ unknown. ok is false when the scenario is never detected (e.g. NAT with a
+// DetectionTime is the textbook time (every timer on time, Timeline.Detection) from last
+// activity until the application learns that the peer is gone in scenario s, with
+// SO_KEEPALIVE on and zero fields taken from Linux's defaults; Predict gives the kernel's
+// window around it. ok is false when the scenario is never detected (e.g. NAT with a
 // refreshing probe) or unknown.
 func DetectionTime(cfg Config, s Scenario) (d time.Duration, ok bool) {
 	t := Predict(Model{Config: cfg, Scenario: s})

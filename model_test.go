@@ -11,7 +11,7 @@ import (
 const s = time.Second
 
 // within reports whether d lies in the timeline's window.
-func within(tl Timeline, d time.Duration) bool { return tl.Detection <= d && d <= tl.Latest }
+func within(tl Timeline, d time.Duration) bool { return tl.Earliest <= d && d <= tl.Latest }
 
 func TestPredictKernelFacts(t *testing.T) {
 	ms := time.Millisecond
@@ -38,7 +38,7 @@ func TestPredictKernelFacts(t *testing.T) {
 		{"nat expired rst", Model{Config: Config{Idle: 400 * s, Interval: 10 * s, Count: 3}, Scenario: ScenarioNAT, MiddleboxTimeout: 350 * s, MiddleboxRST: true}, true, 0, "ECONNRESET", 1},
 		{"nat kept mapped", Model{Config: Config{Idle: 300 * s, Interval: 10 * s, Count: 3}, Scenario: ScenarioNAT, MiddleboxTimeout: 350 * s}, false, 0, "", 1},
 		// In flight: keepalive irrelevant; tcp_retries2 = 15 → 924.6 s after the first RTO.
-		{"in-flight retries2", Model{Config: Config{Idle: s, Interval: s, Count: 1}, Scenario: ScenarioInFlight}, true, 201*ms + 924600*ms, "ETIMEDOUT", 0},
+		{"in-flight retries2", Model{Config: Config{Idle: s, Interval: s, Count: 1}, Scenario: ScenarioInFlight}, true, 0, "ETIMEDOUT", 0},
 	} {
 		for _, hz := range []int{100, 250, 1000} {
 			t.Run(fmt.Sprintf("%s/HZ=%d", tc.name, hz), func(t *testing.T) {
@@ -51,16 +51,16 @@ func TestPredictKernelFacts(t *testing.T) {
 				if tl.HZ != hz {
 					t.Fatalf("HZ %d, want %d", tl.HZ, hz)
 				}
-				if tc.nominal != 0 && tl.Nominal != tc.nominal {
-					t.Fatalf("Nominal = %s, want %s", tl.Nominal, tc.nominal)
+				if tc.nominal != 0 && tl.Detection != tc.nominal {
+					t.Fatalf("Detection (textbook) = %s, want %s", tl.Detection, tc.nominal)
 				}
 				// Timers never fire early: the earliest time is at most one jiffy before the
 				// textbook time, and the window is never inverted.
-				if tc.nominal != 0 && tl.Detection < tc.nominal-time.Second/time.Duration(hz) {
-					t.Fatalf("Detection %s before the textbook %s", tl.Detection, tc.nominal)
+				if tc.nominal != 0 && tl.Earliest < tc.nominal-time.Second/time.Duration(hz) {
+					t.Fatalf("Earliest %s before the textbook %s", tl.Earliest, tc.nominal)
 				}
-				if tl.Detected && tl.Latest < tl.Detection {
-					t.Fatalf("Latest %s < Detection %s", tl.Latest, tl.Detection)
+				if tl.Detected && (tl.Latest < tl.Earliest || tl.Earliest == 0) {
+					t.Fatalf("window %s … %s", tl.Earliest, tl.Latest)
 				}
 				for i := 1; i < len(tl.Events); i++ {
 					if tl.Events[i].At < tl.Events[i-1].At {
@@ -124,8 +124,8 @@ func TestLatenessAccumulates(t *testing.T) {
 func TestUserTimeoutCandidates(t *testing.T) {
 	ms := time.Millisecond
 	tl := Predict(Model{Config: Config{Idle: 4 * s, Interval: 3 * s, Count: 9, UserTimeout: 7100 * ms}, HZ: 250})
-	if !within(tl, 7118*ms) || len(tl.Candidates) != 2 {
-		t.Fatalf("window %s … %s, candidates %+v: want 7.118s inside and two candidates", tl.Detection, tl.Latest, tl.Candidates)
+	if !within(tl, 7118*ms) || len(tl.Candidates) != 2 || tl.Detection != 10*s {
+		t.Fatalf("window %s … %s (textbook %s), candidates %+v: want 7.118s inside, two candidates, textbook 10s", tl.Earliest, tl.Latest, tl.Detection, tl.Candidates)
 	}
 	c0, c1 := tl.Candidates[0], tl.Candidates[1]
 	if !(c0.From <= 7118*ms && 7118*ms <= c0.To) || c1.From < 10*s || c1.To > 10500*ms {
@@ -142,8 +142,8 @@ func TestUserTimeoutCandidates(t *testing.T) {
 	}
 	// A user timeout that falls clearly between firings has one candidate and a tight window.
 	tl = Predict(Model{Config: Config{Idle: 4 * s, Interval: 3 * s, Count: 9, UserTimeout: 8500 * ms}, HZ: 250})
-	if len(tl.Candidates) != 0 || tl.Latest-tl.Detection > 2*Granule(3*s, 250)+50*ms {
-		t.Fatalf("UT 8.5s: window %s … %s, candidates %+v", tl.Detection, tl.Latest, tl.Candidates)
+	if len(tl.Candidates) != 0 || tl.Latest-tl.Earliest > 2*Granule(3*s, 250)+50*ms {
+		t.Fatalf("UT 8.5s: window %s … %s, candidates %+v", tl.Earliest, tl.Latest, tl.Candidates)
 	}
 }
 
@@ -158,8 +158,8 @@ func TestWindowsTight(t *testing.T) {
 						m := Model{Config: Config{Idle: time.Duration(idle) * s, Interval: time.Duration(intvl) * s, Count: cnt, UserTimeout: ut}, HZ: hz}
 						tl := Predict(m)
 						g := Granule(max(m.Config.Idle, m.Config.Interval), hz)
-						if !tl.Detected || (len(tl.Candidates) == 0 && tl.Latest-tl.Detection > 2*g+50*time.Millisecond) {
-							t.Fatalf("%+v HZ=%d: window %s … %s (granule %s), candidates %+v", m.Config, hz, tl.Detection, tl.Latest, g, tl.Candidates)
+						if !tl.Detected || (len(tl.Candidates) == 0 && tl.Latest-tl.Earliest > 2*g+50*time.Millisecond) {
+							t.Fatalf("%+v HZ=%d: window %s … %s (granule %s), candidates %+v", m.Config, hz, tl.Earliest, tl.Latest, g, tl.Candidates)
 						}
 					}
 				}
@@ -176,7 +176,7 @@ func TestInFlightSegments(t *testing.T) {
 	one := Model{Config: Config{UserTimeout: 3 * s}, Scenario: ScenarioInFlight, HZ: 250, RTT: 100 * time.Microsecond}
 	tl := Predict(one)
 	if !within(tl, 3418*ms) {
-		t.Fatalf("UT 3s, 1 segment: window %s … %s, want 3.418s inside", tl.Detection, tl.Latest)
+		t.Fatalf("UT 3s, 1 segment: window %s … %s, want 3.418s inside", tl.Earliest, tl.Latest)
 	}
 	var rtx []Event
 	for _, e := range tl.Events {
@@ -191,17 +191,17 @@ func TestInFlightSegments(t *testing.T) {
 	}
 	one.Config.UserTimeout = 11 * s
 	if tl := Predict(one); !within(tl, 11420*ms) {
-		t.Fatalf("UT 11s: window %s … %s, want 11.42s inside", tl.Detection, tl.Latest)
+		t.Fatalf("UT 11s: window %s … %s, want 11.42s inside", tl.Earliest, tl.Latest)
 	}
 	several := Model{Config: Config{UserTimeout: 3 * s}, Scenario: ScenarioInFlight, HZ: 250, RTT: 100 * time.Microsecond, Segments: 3}
 	tl = Predict(several)
-	if !within(tl, 3224*ms) || tl.Detection > Predict(Model{Config: Config{UserTimeout: 3 * s}, Scenario: ScenarioInFlight, HZ: 250, RTT: 100 * time.Microsecond}).Detection-150*ms {
-		t.Fatalf("UT 3s, 3 segments: window %s … %s, want 3.224s inside and ≈ 0.2 s sooner than one segment", tl.Detection, tl.Latest)
+	if !within(tl, 3224*ms) || tl.Earliest > Predict(Model{Config: Config{UserTimeout: 3 * s}, Scenario: ScenarioInFlight, HZ: 250, RTT: 100 * time.Microsecond}).Earliest-150*ms {
+		t.Fatalf("UT 3s, 3 segments: window %s … %s, want 3.224s inside and ≈ 0.2 s sooner than one segment", tl.Earliest, tl.Latest)
 	}
 	// The minimum RTO is an input: 50 ms instead of 200 ms moves the first retransmission.
 	fast := Predict(Model{Config: Config{UserTimeout: 3 * s}, Scenario: ScenarioInFlight, HZ: 250, RTOMin: 50 * ms})
-	if fast.Detection >= tl.Detection {
-		t.Fatalf("RTOMin 50ms: %s, not sooner than %s", fast.Detection, tl.Detection)
+	if fast.Earliest >= tl.Earliest {
+		t.Fatalf("RTOMin 50ms: %s, not sooner than %s", fast.Earliest, tl.Earliest)
 	}
 }
 
@@ -236,7 +236,7 @@ func TestRTOClamp(t *testing.T) {
 // 350 s NAT that resets → the mapping expires and the second probe (≈ 660 s) gets the RST.
 func TestRefreshPeriod(t *testing.T) {
 	tl := Predict(Model{Config: Config{Idle: 60 * s, Interval: 600 * s, Count: 3}, Scenario: ScenarioNAT, MiddleboxTimeout: 350 * s, MiddleboxRST: true, HZ: 250})
-	if !tl.Detected || tl.Error != "ECONNRESET" || !within(tl, 660*s+tl.Latest-tl.Detection) || tl.Detection < 660*s {
+	if !tl.Detected || tl.Error != "ECONNRESET" || tl.Earliest < 660*s || tl.Latest > 660*s+2*Granule(600*s, 250) || tl.Detection != 660*s+time.Millisecond {
 		t.Fatalf("60s/600s behind 350s: %+v", tl)
 	}
 	tl = Predict(Model{Config: Config{Idle: 60 * s, Interval: 60 * s, Count: 3}, Scenario: ScenarioNAT, MiddleboxTimeout: 350 * s, HZ: 250})
@@ -253,8 +253,8 @@ func TestZeroValues(t *testing.T) {
 	if ws := (Config{}).CheckMiddlebox(350 * s); len(ws) == 0 {
 		t.Fatal("Config{}.CheckMiddlebox(350s): no warning, but the 7200 s default idle is far beyond")
 	}
-	if tl := Predict(Model{}); !tl.Detected || tl.Nominal != 7875*s {
-		t.Fatalf("Predict(Model{}) = detected %v nominal %s, want the defaults' 2 h 11 min 15 s", tl.Detected, tl.Nominal)
+	if tl := Predict(Model{}); !tl.Detected || tl.Detection != 7875*s {
+		t.Fatalf("Predict(Model{}) = detected %v at %s, want the defaults' 2 h 11 min 15 s", tl.Detected, tl.Detection)
 	}
 	if tl := Predict(Model{}); tl.HZ != DefaultHZ || !strings.Contains(strings.Join(tl.Notes, " "), "HZ unknown") {
 		t.Fatalf("Predict(Model{}) HZ %d notes %v: should assume %d and say so", tl.HZ, tl.Notes, DefaultHZ)
@@ -278,8 +278,8 @@ func TestRetransmitTimeout(t *testing.T) {
 
 func TestDetectionTimeDefaults(t *testing.T) {
 	tl := Predict(Model{Config: Config{}})
-	if HumanDuration(tl.Nominal) != "2 h 11 min 15 s" || tl.Detection < tl.Nominal-10*time.Millisecond {
-		t.Fatalf("default detection = %s nominal %s, want 2 h 11 min 15 s", tl.Detection, tl.Nominal)
+	if HumanDuration(tl.Detection) != "2 h 11 min 15 s" || tl.Earliest < tl.Detection-10*time.Millisecond {
+		t.Fatalf("default detection = %s earliest %s, want 2 h 11 min 15 s", tl.Detection, tl.Earliest)
 	}
 }
 
@@ -382,8 +382,7 @@ func TestRecommendProperties(t *testing.T) {
 					t.Fatalf("Recommend(%+v) = %+v: NAT still expires: %+v", req, c, tl.Events)
 				}
 			}
-			tl := Predict(Model{Config: c})
-			det, ok := tl.Nominal, tl.Detected
+			det, ok := DetectionTime(c, ScenarioSilent)
 			if !ok || det != r.Detection {
 				t.Fatalf("Recommend(%+v): Detection %s but model says %s", req, r.Detection, det)
 			}

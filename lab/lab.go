@@ -220,7 +220,8 @@ type Result struct {
 	Predicted keepalive.Timeline `json:"predicted"`
 	// ExpectedDetected is whether the model predicts detection within Max.
 	ExpectedDetected bool `json:"expected_detected"`
-	// Diff is measured minus predicted (earliest) detection time (both detected only).
+	// Diff is measured minus predicted detection time: the window's earliest time for the
+	// kernel model, Predicted.Detection for detectors with their own timing.
 	Diff time.Duration `json:"diff,omitempty"`
 	// Distance is how far the measurement lies outside the model's window [earliest,
 	// latest]: 0 inside, negative before it, positive after it.
@@ -249,8 +250,8 @@ const (
 	BandHigh = 1500 * time.Millisecond
 )
 
-// Allowance around the kernel model's window [Detection, Latest]: a measurement agrees when
-// it lies within [Detection + WindowLow, Latest + WindowHigh]. Time zero is read in user
+// Allowance around the kernel model's window [Earliest, Latest]: a measurement agrees when
+// it lies within [Earliest + WindowLow, Latest + WindowHigh]. Time zero is read in user
 // space just after the kernel received the last segment (a little late, so measurements
 // come out a little early), and the application wakes up a little after the kernel reports
 // the error (more under load).
@@ -262,8 +263,8 @@ const (
 // windowDistance is how far d lies outside the model's window (0 inside; negative before it).
 func windowDistance(d time.Duration, p keepalive.Timeline) time.Duration {
 	switch {
-	case d < p.Detection:
-		return d - p.Detection
+	case d < p.Earliest:
+		return d - p.Earliest
 	case d > p.Latest:
 		return d - p.Latest
 	}
@@ -490,10 +491,11 @@ func judge(r *Result) {
 		r.Diff = r.SinceLastActivity - p.Detection
 		low, high := BandLow, BandHigh
 		if p.HZ > 0 {
-			// The kernel model states a window [Detection, Latest]; the measurement may lie
+			// The kernel model states a window [Earliest, Latest]; the measurement may lie
 			// WindowLow before it (time zero is taken in user space just after the kernel
 			// received the greeting) and WindowHigh after it (the application's wake-up).
-			low, high = WindowLow, p.Latest-p.Detection+WindowHigh
+			r.Diff = r.SinceLastActivity - p.Earliest
+			low, high = WindowLow, p.Latest-p.Earliest+WindowHigh
 		} else if slack := p.Latest - p.Detection; slack > high {
 			high = slack
 		}

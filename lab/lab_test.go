@@ -103,8 +103,8 @@ func TestPredictions(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if p.Detected != c.detected || p.Detection != c.at || p.Error != c.errno {
-			t.Errorf("%s/%s: detected %v at %s %s, want %v at %s %s", c.o.Scenario, c.o.Mode, p.Detected, p.Detection, p.Error, c.detected, c.at, c.errno)
+		if p.Detected != c.detected || p.Earliest != c.at || p.Error != c.errno {
+			t.Errorf("%s/%s: detected %v from %s %s, want %v from %s %s", c.o.Scenario, c.o.Mode, p.Detected, p.Earliest, p.Error, c.detected, c.at, c.errno)
 		}
 	}
 }
@@ -193,7 +193,7 @@ func TestRender(t *testing.T) {
 	bad.SinceLastActivity = 9 * time.Second
 	judge(&bad)
 	b.Reset()
-	if err := WriteMatrix(&b, []MatrixResult{{Cell: Cell{Crash, "", "kernel"}, Result: r}, {Cell: Cell{NAT, "rst", "kernel"}, Result: bad}, {Cell: Cell{Hung, "", "none"}, Err: "boom"}}); err != nil {
+	if err := WriteMatrix(&b, []MatrixResult{{Cell: Cell{Scenario: Crash, Mode: "kernel"}, Result: r}, {Cell: Cell{Scenario: NAT, Variant: "rst", Mode: "kernel"}, Result: bad}, {Cell: Cell{Scenario: Hung, Mode: "none"}, Err: "boom"}}); err != nil {
 		t.Fatal(err)
 	}
 	for _, want := range []string{"nat-rst", "DISAGREE", "LAB ERROR: boom", "1 of 3 runs agree"} {

@@ -105,9 +105,9 @@ func Tight(p keepalive.Timeline) bool {
 	m := p.Model
 	d := max(m.Config.Idle, m.Config.Interval)
 	if m.Scenario == keepalive.ScenarioInFlight {
-		d = max(p.Detection/2, time.Second)
+		d = max(p.Earliest/2, time.Second)
 	}
-	return p.Latest-p.Detection <= 2*keepalive.Granule(d, p.HZ)+50*time.Millisecond
+	return p.Latest-p.Earliest <= 2*keepalive.Granule(d, p.HZ)+50*time.Millisecond
 }
 
 // Random runs RandomConfigs(Seed, N) on the real kernel, at most Parallel at once, each
@@ -180,7 +180,7 @@ func Random(ctx context.Context, ro RandomOptions) ([]MatrixResult, RandomSummar
 		if errnoOK {
 			sum.ErrnoOK++
 		}
-		inside := r.Detected && p.Detected && r.SinceLastActivity >= p.Detection+WindowLow && r.SinceLastActivity <= p.Latest+WindowHigh
+		inside := r.Detected && p.Detected && r.SinceLastActivity >= p.Earliest+WindowLow && r.SinceLastActivity <= p.Latest+WindowHigh
 		if inside && errnoOK {
 			sum.Inside++
 		}
@@ -193,8 +193,8 @@ func Random(ctx context.Context, ro RandomOptions) ([]MatrixResult, RandomSummar
 		if Tight(p) {
 			sum.Tight++
 		}
-		if len(p.Candidates) == 0 && p.Latest-p.Detection > sum.WidestWindow {
-			sum.WidestWindow = p.Latest - p.Detection
+		if len(p.Candidates) == 0 && p.Latest-p.Earliest > sum.WidestWindow {
+			sum.WidestWindow = p.Latest - p.Earliest
 		}
 	}
 	sum.Elapsed = time.Since(start)

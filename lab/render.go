@@ -231,8 +231,8 @@ func WriteMatrix(w io.Writer, rs []MatrixResult) error {
 
 // fmtWindow renders the predicted detection window, e.g. "5.072–5.104s".
 func fmtWindow(p keepalive.Timeline) string {
-	if p.Latest > p.Detection {
-		return fmt.Sprintf("%.3f–%.3fs", p.Detection.Seconds(), p.Latest.Seconds())
+	if p.HZ > 0 && p.Latest > p.Earliest {
+		return fmt.Sprintf("%.3f–%.3fs", p.Earliest.Seconds(), p.Latest.Seconds())
 	}
 	return fmtS(p.Detection)
 }

@@ -44,10 +44,9 @@ type planResult struct {
 	Warnings      []string                  `json:"warnings"`
 	Snippets      map[string]string         `json:"snippets"`
 	// Earliest and Latest bound the detection time on a kernel with HZ (HZSource says where
-	// the value came from); Nominal is the textbook time with every timer on time.
+	// the value came from); Detection is the textbook time with every timer on time.
 	Earliest time.Duration `json:"earliest"`
 	Latest   time.Duration `json:"latest"`
-	Nominal  time.Duration `json:"nominal,omitempty"`
 	HZ       int           `json:"hz"`
 	HZSource string        `json:"hz_source"`
 	// RTOSource says where the minimum and maximum RTO of the timeline came from.
@@ -261,7 +260,7 @@ func planCompute(o *planOptions) (*planResult, error) {
 	if tm.HZ == 0 {
 		res.HZSource = fmt.Sprintf("unknown: assumed %d, the coarsest common value", keepalive.DefaultHZ)
 	}
-	res.Earliest, res.Latest, res.Nominal = tl.Detection, tl.Latest, tl.Nominal
+	res.Earliest, res.Latest = tl.Earliest, tl.Latest
 	if o.goos != "linux" {
 		tl.Notes = append(tl.Notes, "the timeline follows Linux's timers; "+o.goos+" declares death after count unanswered probes the same way, with its own timer granularity")
 	}
@@ -383,9 +382,9 @@ func planRender(w io.Writer, r *planResult, o planOptions) {
 	tl := r.Timeline
 	fmt.Fprintf(w, "\nScenario %s: ", tl.Model.Scenario)
 	if tl.Detected {
-		fmt.Fprintf(w, "the application gets %s between %s and %s", tl.Error, planDur(tl.Detection), planDur(tl.Latest))
-		if tl.Nominal > 0 && tl.Nominal != tl.Detection {
-			fmt.Fprintf(w, " (textbook: %s)", planDur(tl.Nominal))
+		fmt.Fprintf(w, "the application gets %s between %s and %s", tl.Error, planDur(tl.Earliest), planDur(tl.Latest))
+		if tl.Detection != tl.Earliest {
+			fmt.Fprintf(w, " (textbook: %s)", planDur(tl.Detection))
 		}
 		fmt.Fprintln(w)
 		for i, c := range tl.Candidates {
