@@ -91,7 +91,15 @@ func WriteText(w io.Writer, r Result) error {
 			topo += fmt.Sprintf(" (masquerade, conntrack timeout %s, loose 0)", r.NATTimeout)
 		}
 	}
-	fmt.Fprintf(&b, "network   %s, %s; run %s; bound %s\n\n", net, topo, r.RunID, r.Max)
+	fmt.Fprintf(&b, "network   %s, %s; run %s; bound %s\n", net, topo, r.RunID, r.Max)
+	if r.HZ > 0 {
+		fmt.Fprintf(&b, "model     HZ %d (%s)", r.HZ, r.HZSource)
+		if r.Segments > 0 {
+			fmt.Fprintf(&b, "; %d segment(s) in flight", r.Segments)
+		}
+		b.WriteString("\n")
+	}
+	b.WriteString("\n")
 
 	tw := tabwriter.NewWriter(&b, 0, 0, 3, ' ', 0)
 	fmt.Fprintln(tw, "\tmeasured\tpredicted\tdifference")
@@ -102,7 +110,7 @@ func WriteText(w io.Writer, r Result) error {
 		meas = fmtS(r.SinceLastActivity)
 	}
 	if p.Detected {
-		pred = fmtS(p.Detection)
+		pred = fmtWindow(p)
 		if p.Detection > r.Max {
 			pred += " (beyond bound)"
 		}
