@@ -452,7 +452,7 @@ func simIdle(k clock, m Model, p int64) simRun {
 	rcv := int64(0)     // jiffy of the last receive, relative to p
 	mapLast := int64(0) // ns of the last packet the middlebox saw
 	expired := false
-	probesOut, refreshes := 0, 0
+	probesOut, refreshes, sent := 0, 0, 0
 	arm := func(from, delta int64) int64 { return k.fire(p+from, delta) - p }
 	next := arm(0, idleJ)
 	horizon := int64(m.Horizon)
@@ -480,13 +480,14 @@ func simIdle(k clock, m Model, p int64) simRun {
 			}
 			r.add(now, EventKill, why+": kernel sends RST and closes")
 			r.add(now, EventError, "application gets ETIMEDOUT")
-			r.detected, r.at, r.errno, r.probes = true, now, "ETIMEDOUT", probesOut
-			r.why = fmt.Sprintf("killed at the firing after probe %d", probesOut)
+			r.detected, r.at, r.errno, r.probes = true, now, "ETIMEDOUT", sent
+			r.why = fmt.Sprintf("killed at the firing after probe %d", sent)
 			return r
 		}
 		probesOut++
-		r.probes = probesOut
-		r.add(now, EventProbe, fmt.Sprintf("keepalive probe %d (SEQ = SND.UNA−1, no payload)", probesOut))
+		sent++
+		r.probes = sent
+		r.add(now, EventProbe, fmt.Sprintf("keepalive probe %d (SEQ = SND.UNA−1, no payload)", sent))
 		if nat && !expired {
 			r.add(now+rtt, EventAck, "peer ACKs: the flow is refreshed, idle starts again")
 			mapLast = now + rtt

@@ -36,7 +36,7 @@ func TestPredictKernelFacts(t *testing.T) {
 		// NAT: idle beyond the middlebox timeout → the probe is dropped, silent detection.
 		{"nat expired drop", Model{Config: Config{Idle: 400 * s, Interval: 10 * s, Count: 3}, Scenario: ScenarioNAT, MiddleboxTimeout: 350 * s}, true, 0, "ETIMEDOUT", 3},
 		{"nat expired rst", Model{Config: Config{Idle: 400 * s, Interval: 10 * s, Count: 3}, Scenario: ScenarioNAT, MiddleboxTimeout: 350 * s, MiddleboxRST: true}, true, 0, "ECONNRESET", 1},
-		{"nat kept mapped", Model{Config: Config{Idle: 300 * s, Interval: 10 * s, Count: 3}, Scenario: ScenarioNAT, MiddleboxTimeout: 350 * s}, false, 0, "", 1},
+		{"nat kept mapped", Model{Config: Config{Idle: 300 * s, Interval: 10 * s, Count: 3}, Scenario: ScenarioNAT, MiddleboxTimeout: 350 * s}, false, 0, "", 3},
 		// In flight: keepalive irrelevant; tcp_retries2 = 15 → 924.6 s after the first RTO.
 		{"in-flight retries2", Model{Config: Config{Idle: s, Interval: s, Count: 1}, Scenario: ScenarioInFlight}, true, 0, "ETIMEDOUT", 0},
 	} {
