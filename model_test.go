@@ -482,3 +482,49 @@ func FuzzPredict(f *testing.F) {
 		}
 	})
 }
+
+// Presets keep their ranges, plan for the low end, say what refreshes them, and a data-only
+// middlebox gets the heartbeat advice instead of keepalive settings.
+func TestPresetsRefreshAndRanges(t *testing.T) {
+	for name, lo := range map[string]time.Duration{"consumer-router": time.Minute, "carrier-grade-nat": 2 * time.Minute,
+		"corporate-firewall": time.Minute, "mobile-carrier-nat": 30 * s, "unknown-nat": 30 * s} {
+		e, err := LookupEnvironment(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if e.IdleTimeout != lo || e.MaxIdleTimeout <= e.IdleTimeout || !strings.Contains(e.Range(), "–") {
+			t.Errorf("%s: %s … %s (%s), want a range from %s", name, e.IdleTimeout, e.MaxIdleTimeout, e.Range(), lo)
+		}
+		r, err := Recommend(e.Requirement())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p := max(r.Config.Idle, r.Config.Interval); p+TimerSlack(p) >= lo {
+			t.Errorf("%s: %s does not keep a %s middlebox (the range's low end)", name, r.Config, lo)
+		}
+	}
+	for _, name := range []string{"aws-alb", "aws-elb"} {
+		e, _ := LookupEnvironment(name)
+		if e.KeepaliveRefreshes() || e.OnExpiry != "fin" || e.RefreshSource == "" {
+			t.Errorf("%s: refresh %q on expiry %q: want data-only, closed with FIN", name, e.Refresh, e.OnExpiry)
+		}
+		_, err := Recommend(e.Requirement())
+		if !errors.Is(err, ErrDataOnly) || !strings.Contains(err.Error(), HeartbeatAdvice) {
+			t.Errorf("%s: Recommend error %v, want the heartbeat advice", name, err)
+		}
+	}
+	for _, name := range []string{"aws-nlb", "aws-nat-gateway"} {
+		if e, _ := LookupEnvironment(name); !e.KeepaliveRefreshes() {
+			t.Errorf("%s counts keepalive probes (AWS docs)", name)
+		}
+	}
+	// No advice slower than the default target, however long the middlebox keeps the flow.
+	e, _ := LookupEnvironment("linux-conntrack")
+	r, err := Recommend(e.Requirement())
+	if err != nil || r.Detection > DefaultDetectWithin || r.Detection >= 7875*s {
+		t.Fatalf("linux-conntrack: %+v %v: detection beyond %s", r.Config, err, DefaultDetectWithin)
+	}
+	if e.Direction == "" || e.AfterFIN == 0 {
+		t.Errorf("linux-conntrack: documented per-direction and after-FIN timeouts missing")
+	}
+}

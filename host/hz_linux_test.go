@@ -70,3 +70,15 @@ func TestInferHZMatchesConfig(t *testing.T) {
 		t.Fatalf("DetectTimers = %+v", tm)
 	}
 }
+
+func FuzzParseKernelConfigHZ(f *testing.F) {
+	for _, s := range []string{"CONFIG_HZ=250\n", "CONFIG_HZ_1000=y\nCONFIG_HZ=1000", "CONFIG_HZ=", "CONFIG_HZ=99999999999999999999", "# nothing"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		hz, err := ParseKernelConfigHZ(strings.NewReader(s))
+		if err == nil && (hz < 10 || hz > 10000) {
+			t.Fatalf("ParseKernelConfigHZ(%q) = %d without error", s, hz)
+		}
+	})
+}
