@@ -391,6 +391,9 @@ func Predict(m Model) Timeline {
 		runs = append(runs, sim(p))
 	}
 	merge(&t, k, runs, k.dur(step-1)+k.dur(1))
+	if t.Detected && step > 1 {
+		t.Latest += k.dur(step - 1) // phases between the sampled ones
+	}
 	// The textbook timeline: the same simulation with every timer exactly on time.
 	exact := k
 	exact.exact = true
