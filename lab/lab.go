@@ -258,7 +258,7 @@ const (
 // cores. The allowance covers that measurement error, not the model: its windows are exact.
 const (
 	WindowLow  = -10 * time.Millisecond
-	WindowHigh = 100 * time.Millisecond
+	WindowHigh = 150 * time.Millisecond
 )
 
 // windowDistance is how far d lies outside the model's window (0 inside; negative before it).

@@ -157,10 +157,10 @@ func TestJudge(t *testing.T) {
 	if r.Agree || !strings.Contains(r.Verdict, "DISAGREES") || r.Distance != 7*time.Second-5104*time.Millisecond {
 		t.Errorf("2 s late judged as agreeing: %q (distance %s)", r.Verdict, r.Distance)
 	}
-	r.SinceLastActivity = 5250 * time.Millisecond // 146 ms after the window: beyond WindowHigh
+	r.SinceLastActivity = 5300 * time.Millisecond // 196 ms after the window: beyond WindowHigh
 	judge(&r)
 	if r.Agree {
-		t.Errorf("146 ms after the window judged as agreeing: %q", r.Verdict)
+		t.Errorf("196 ms after the window judged as agreeing: %q", r.Verdict)
 	}
 	r.SinceLastActivity, r.Error = 5080*time.Millisecond, "ECONNRESET"
 	judge(&r)
