@@ -63,6 +63,8 @@ type MatrixOptions struct {
 	Retries2 int
 	// IPv6 runs every cell over IPv6.
 	IPv6 bool
+	// HZ is the kernel's CONFIG_HZ for the model (0: detect it once for all cells).
+	HZ int
 	// HelperPath as in Options.
 	HelperPath string
 	// OnResult, if set, is called as each run finishes (from several goroutines, serialized).
@@ -128,6 +130,7 @@ func Matrix(ctx context.Context, m MatrixOptions) ([]MatrixResult, error) {
 	if par == 0 {
 		par = 8
 	}
+	hz := withHZ(ctx, Options{HZ: m.HZ})
 	if par < 1 || par > 64 {
 		return nil, fmt.Errorf("lab: parallel %d not allowed (allowed: 1..64)", par)
 	}
@@ -148,7 +151,8 @@ func Matrix(ctx context.Context, m MatrixOptions) ([]MatrixResult, error) {
 			defer wg.Done()
 			defer func() { <-sem }()
 			o := Options{Scenario: c.Scenario, NATOnExpiry: c.Variant, Mode: c.Mode, Config: m.Config,
-				Max: m.Max, IPv6: m.IPv6, HelperPath: m.HelperPath, Retries2: m.Retries2, NATTimeout: c.NATTimeout}
+				Max: m.Max, IPv6: m.IPv6, HelperPath: m.HelperPath, Retries2: m.Retries2, NATTimeout: c.NATTimeout,
+				HZ: hz.HZ, HZSource: hz.HZSource}
 			if c.Config != nil {
 				o.Config = *c.Config
 			}

@@ -342,7 +342,10 @@ func labMatrix(ctx context.Context, g *globalOptions, f *labFlags, changed func(
 	}
 	prog := &labProgress{w: g.Stderr}
 	start := time.Now()
-	m := lab.MatrixOptions{Config: cfg, Parallel: f.parallel, Max: f.max, IPv6: f.ipv6, Retries2: f.retries2}
+	if f.hz != 0 && (f.hz < 10 || f.hz > 10000) {
+		return usagef("--hz %d out of range (allowed: 10..10000, typically 100, 250, 300 or 1000)", f.hz)
+	}
+	m := lab.MatrixOptions{Config: cfg, Parallel: f.parallel, Max: f.max, IPv6: f.ipv6, Retries2: f.retries2, HZ: f.hz}
 	if !f.noProgress {
 		m.OnResult = func(done, total int, r lab.Result) {
 			prog.show(fmt.Sprintf("matrix: %d/%d runs done, %.0fs elapsed", done, total, time.Since(start).Seconds()))
