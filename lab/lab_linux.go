@@ -501,7 +501,7 @@ func (r *run) measure(ctx context.Context, pred keepalive.Timeline) (Result, err
 	if o.Scenario == NAT {
 		res.RTT, res.RTO = tcpTimes(r.conn)
 		faultAt = t0.Add(o.NATTimeout)
-		tl.add(o.NATTimeout, keepalive.EventMiddlebox, "the router's conntrack entry expires ("+o.NATOnExpiry+" on expiry)")
+		tl.add(o.NATTimeout, keepalive.EventMiddlebox, "the router's conntrack timeout after the last activity ("+o.NATOnExpiry+" on expiry; any later segment postpones it)")
 		faultTimer.Stop()
 	}
 	deadline := time.NewTimer(o.Max)
