@@ -2,6 +2,7 @@ package keepalive_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"time"
@@ -95,4 +96,32 @@ func ExampleConfig_NetConfig() {
 	d := net.Dialer{KeepAliveConfig: cfg.NetConfig()}
 	fmt.Println(d.KeepAliveConfig.Idle, d.KeepAliveConfig.Count)
 	// Output: 30s 4
+}
+
+// How late a kernel timer may fire: the timer-wheel granule at the kernel's HZ.
+func ExampleGranule() {
+	for _, hz := range []int{100, 250, 1000} {
+		fmt.Println(hz, keepalive.Granule(2*time.Second, hz), keepalive.Granule(75*time.Second, hz))
+	}
+	// Output:
+	// 100 80ms 5.12s
+	// 250 32ms 2.048s
+	// 1000 64ms 4.096s
+}
+
+// Presets say what refreshes them; a load balancer that counts only data cannot be kept by
+// TCP keepalive.
+func ExampleEnvironment_Requirement() {
+	for _, name := range []string{"consumer-router", "aws-alb"} {
+		env, _ := keepalive.LookupEnvironment(name)
+		r, err := keepalive.Recommend(env.Requirement())
+		if errors.Is(err, keepalive.ErrDataOnly) {
+			fmt.Println(name+":", keepalive.HeartbeatAdvice)
+			continue
+		}
+		fmt.Println(name+":", env.Range(), "→", r.Config)
+	}
+	// Output:
+	// consumer-router: 1 min – 10 min → idle 48s intvl 9s cnt 3 ut 1m15s
+	// aws-alb: TCP keepalive cannot keep this flow: use application heartbeats (package heartbeat) or the protocol's own pings
 }
