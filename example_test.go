@@ -3,6 +3,7 @@ package keepalive_test
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -146,20 +147,22 @@ func ExampleDetectionTime() {
 func ExamplePredict() {
 	tl := keepalive.Predict(keepalive.Model{
 		Config:   keepalive.Config{Idle: 2 * time.Second, Interval: time.Second, Count: 3},
-		Enabled:  true,
 		Scenario: keepalive.ScenarioSilent,
+		HZ:       250, // CONFIG_HZ of the target kernel (host.DetectTimers learns it)
 	})
 	for _, e := range tl.Events {
-		fmt.Println(e.At, e.Kind)
+		fmt.Println(e.At, "…", e.At+e.Slack, e.Kind)
 	}
+	fmt.Println(tl.Error, "between", tl.Earliest, "and", tl.Latest, "(textbook", tl.Detection, "with every timer on time)")
 	// Output:
-	// 0s last-activity
-	// 0s fault
-	// 2s probe
-	// 3s probe
-	// 4s probe
-	// 5s kill
-	// 5s error
+	// 0s … 0s last-activity
+	// 0s … 0s fault
+	// 2s … 2.032s probe
+	// 3.024s … 3.056s probe
+	// 4.048s … 4.08s probe
+	// 5.072s … 5.104s kill
+	// 5.072s … 5.104s error
+	// ETIMEDOUT between 5.072s and 5.104s (textbook 5s with every timer on time)
 }
 
 // Settings for a service behind an AWS NAT Gateway that must notice dead peers within 2 min.
@@ -180,4 +183,32 @@ func ExampleConfig_NetConfig() {
 	d := net.Dialer{KeepAliveConfig: cfg.NetConfig()}
 	fmt.Println(d.KeepAliveConfig.Idle, d.KeepAliveConfig.Count)
 	// Output: 30s 4
+}
+
+// How late a kernel timer may fire: the timer-wheel granule at the kernel's HZ.
+func ExampleGranule() {
+	for _, hz := range []int{100, 250, 1000} {
+		fmt.Println(hz, keepalive.Granule(2*time.Second, hz), keepalive.Granule(75*time.Second, hz))
+	}
+	// Output:
+	// 100 80ms 5.12s
+	// 250 32ms 2.048s
+	// 1000 64ms 4.096s
+}
+
+// Presets say what refreshes them; a load balancer that counts only data cannot be kept by
+// TCP keepalive.
+func ExampleEnvironment_Requirement() {
+	for _, name := range []string{"consumer-router", "aws-alb"} {
+		env, _ := keepalive.LookupEnvironment(name)
+		r, err := keepalive.Recommend(env.Requirement())
+		if errors.Is(err, keepalive.ErrDataOnly) {
+			fmt.Println(name+":", keepalive.HeartbeatAdvice)
+			continue
+		}
+		fmt.Println(name+":", env.Range(), "→", r.Config)
+	}
+	// Output:
+	// consumer-router: 1 min – 10 min → idle 48s intvl 9s cnt 3 ut 1m15s
+	// aws-alb: TCP keepalive cannot keep this flow: use application heartbeats (package heartbeat) or the protocol's own pings
 }

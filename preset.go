@@ -1,6 +1,7 @@
 package keepalive
 
 import (
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -8,58 +9,126 @@ import (
 )
 
 // Environment is a kind of middlebox (NAT, firewall, load balancer) with the idle timeout after
-// which it forgets a TCP flow.
+// which it forgets a TCP flow, and what it counts as activity.
 type Environment struct {
 	// Name is the preset's key, e.g. "aws-nat-gateway".
 	Name string `json:"name"`
-	// IdleTimeout is how long an idle established TCP flow is kept.
+	// IdleTimeout is the idle timeout settings are planned for: the low end of the range when
+	// the real value varies between devices or configurations (see MaxIdleTimeout).
 	IdleTimeout time.Duration `json:"idle_timeout"`
-	// OnExpiry is what happens to packets of a forgotten flow: "drop" (silently) or "rst".
+	// MaxIdleTimeout is the high end of the range of timeouts met in practice; zero when the
+	// preset is a single documented value.
+	MaxIdleTimeout time.Duration `json:"max_idle_timeout,omitempty"`
+	// OnExpiry is what happens to a forgotten flow: "drop" (packets silently dropped), "rst"
+	// (answered with RST) or "fin" (the middlebox itself closes the connection with FIN).
 	OnExpiry string `json:"on_expiry"`
+	// Refresh is what resets the middlebox's idle timer: RefreshAnySegment (TCP keepalive
+	// probes keep the flow) or RefreshDataOnly (only payload counts: keepalive cannot help).
+	Refresh string `json:"refresh"`
+	// RefreshSource is where Refresh comes from.
+	RefreshSource string `json:"refresh_source"`
+	// AfterFIN is the shorter timeout of a flow after a FIN (half-closed), where documented.
+	AfterFIN time.Duration `json:"after_fin_timeout,omitempty"`
+	// Direction describes documented direction-dependent behaviour (one direction timed out
+	// sooner, flows seen in one direction only), "" when none is documented.
+	Direction string `json:"direction,omitempty"`
 	// Description says what the environment is.
 	Description string `json:"description"`
-	// Source is where the figure comes from.
+	// Source is where the timeout figures come from.
 	Source string `json:"source"`
 }
 
-// Environments returns the built-in presets, shortest idle timeout first.
+// What refreshes a middlebox's idle timer (Environment.Refresh).
+const (
+	RefreshAnySegment = "any-segment"
+	RefreshDataOnly   = "data-only"
+)
+
+// HeartbeatAdvice is what to do when the middlebox counts only data as activity.
+const HeartbeatAdvice = "TCP keepalive cannot keep this flow: use application heartbeats (package heartbeat) or the protocol's own pings"
+
+// ErrDataOnly is returned (wrapped) by Recommend for a middlebox that counts only data as
+// activity; its text is HeartbeatAdvice.
+var ErrDataOnly = errors.New(HeartbeatAdvice)
+
+// KeepaliveRefreshes reports whether TCP keepalive probes reset the middlebox's idle timer.
+func (e Environment) KeepaliveRefreshes() bool { return e.Refresh != RefreshDataOnly }
+
+// Range renders the idle timeout, e.g. "1 min – 10 min" or "5 min 50 s".
+func (e Environment) Range() string {
+	if e.MaxIdleTimeout > e.IdleTimeout {
+		return HumanDuration(e.IdleTimeout) + " – " + HumanDuration(e.MaxIdleTimeout)
+	}
+	return HumanDuration(e.IdleTimeout)
+}
+
+// Requirement returns what Recommend needs to plan for e: its (low-end) idle timeout, and
+// whether only data refreshes it.
+func (e Environment) Requirement() Requirement {
+	return Requirement{MiddleboxTimeout: e.IdleTimeout, DataOnly: !e.KeepaliveRefreshes()}
+}
+
+// Environments returns the built-in presets, shortest idle timeout first. Presets whose
+// timeout varies in practice keep the range and plan for its low end.
 func Environments() []Environment {
+	const seg = RefreshAnySegment
+	conntrackRefresh := "net/netfilter/nf_conntrack_proto_tcp.c: every valid segment of the flow, either direction, renews the entry's timeout"
 	envs := []Environment{
-		// Linux nf_conntrack_tcp_timeout_established default: 5 days
-		// (net/netfilter/nf_conntrack_proto_tcp.c, tcp_timeouts[TCP_CONNTRACK_ESTABLISHED]).
-		{"linux-conntrack", 432000 * time.Second, "drop", "Linux netfilter conntrack (iptables/nftables NAT, Docker, Kubernetes nodes)",
-			"net/netfilter/nf_conntrack_proto_tcp.c: nf_conntrack_tcp_timeout_established = 5 days"},
-		// RFC 5382 REQ-5: the established-connection idle timeout MUST NOT be less than 2 h 4 min.
-		{"rfc5382", 7440 * time.Second, "drop", "a NAT that follows RFC 5382 REQ-5 (the minimum a compliant NAT keeps an idle flow)",
-			"RFC 5382 §5 REQ-5: established idle timeout ≥ 2 hours 4 minutes"},
-		// Cisco ASA "timeout conn 1:00:00" and Palo Alto "TCP timeout 3600" defaults.
-		{"corporate-firewall", 3600 * time.Second, "drop", "enterprise stateful firewall (Cisco ASA, Palo Alto, Fortinet defaults)",
-			"Cisco ASA command reference: timeout conn default 1:00:00; PAN-OS session settings: TCP timeout 3600 s"},
-		// Home gateways: Hätönen et al., "An Experimental Study of Home Gateway Characteristics",
-		// IMC 2010 — TCP binding timeouts from under 5 minutes upward; plan for the short end.
-		{"consumer-router", 300 * time.Second, "drop", "home router / CPE NAT (short end of measured binding timeouts)",
-			"Hätönen et al., IMC 2010, An Experimental Study of Home Gateway Characteristics: several gateways under 5 min"},
-		// Carrier-grade NAT (RFC 6888 defers to RFC 5382, deployed CGNs use far less).
-		{"carrier-grade-nat", 240 * time.Second, "drop", "ISP carrier-grade NAT (CGN/LSN) on fixed lines",
-			"RFC 6888 REQ-1 defers to RFC 5382; operator CGN configurations commonly 4 min (e.g. Juniper/A10 CGN TCP idle defaults)"},
-		// Mobile operators' NAT/firewalls expire idle TCP flows in tens of seconds to minutes.
-		{"mobile-carrier-nat", 30 * time.Second, "drop", "mobile network operator NAT/firewall (worst observed)",
-			"Wang et al., SIGCOMM 2011, An Untold Story of Middleboxes in Cellular Networks: idle TCP timeouts as low as ~30 s"},
-		// AWS NAT Gateway: 350 s, then RST to the instance that sends next.
-		{"aws-nat-gateway", 350 * time.Second, "rst", "AWS NAT Gateway",
-			"AWS VPC user guide, NAT gateways: idle timeout 350 s; an RST is returned to resources that continue the connection"},
-		// AWS Network Load Balancer: TCP idle timeout 350 s.
-		{"aws-nlb", 350 * time.Second, "rst", "AWS Network Load Balancer (TCP listener)",
-			"AWS ELB user guide, Network Load Balancers: TCP idle timeout 350 s; later packets get an RST"},
-		// AWS Classic ELB / ALB: connection idle timeout default 60 s (configurable 1..4000 s).
-		{"aws-elb", 60 * time.Second, "rst", "AWS Application / Classic Load Balancer (default idle timeout)",
-			"AWS ELB user guide: connection idle timeout default 60 seconds"},
-		// Azure Load Balancer: default idle timeout 4 minutes, silent drop unless TCP reset is enabled.
-		{"azure-lb", 240 * time.Second, "drop", "Azure Load Balancer / Azure outbound SNAT (default)",
-			"Azure Load Balancer docs: TCP idle timeout default 4 minutes (4..100); TCP reset on idle off by default"},
-		// Google Cloud: VPC firewall connection tracking and load balancers keep idle TCP 10 min.
-		{"gcp-lb", 600 * time.Second, "drop", "Google Cloud load balancer / VPC firewall connection tracking",
-			"Google Cloud VPC firewall docs: established TCP connections tracked 10 minutes (600 s) idle"},
+		{Name: "linux-conntrack", IdleTimeout: 432000 * time.Second, OnExpiry: "drop", Refresh: seg, RefreshSource: conntrackRefresh,
+			AfterFIN:    60 * time.Second,
+			Direction:   "a flow seen in one direction only (no reply yet) is kept nf_conntrack_tcp_timeout_unacknowledged = 300 s; after a FIN: close_wait 60 s, fin_wait 120 s",
+			Description: "Linux netfilter conntrack (iptables/nftables NAT, Docker, Kubernetes nodes)",
+			Source:      "net/netfilter/nf_conntrack_proto_tcp.c: nf_conntrack_tcp_timeout_established = 5 days"},
+		{Name: "rfc5382", IdleTimeout: 7440 * time.Second, OnExpiry: "drop", Refresh: seg,
+			RefreshSource: "RFC 5382 REQ-5: the timer is refreshed by packets of the connection (keepalive probes are such packets; §5 asks NATs not to ignore them)",
+			Description:   "a NAT that follows RFC 5382 REQ-5 (the minimum a compliant NAT keeps an idle flow)",
+			Source:        "RFC 5382 §5 REQ-5: established idle timeout ≥ 2 hours 4 minutes"},
+		{Name: "corporate-firewall", IdleTimeout: 60 * time.Second, MaxIdleTimeout: 3600 * time.Second, OnExpiry: "drop", Refresh: seg,
+			RefreshSource: "stateful firewalls count every packet of the session (Cisco ASA conn idle timer, PAN-OS session timeout)",
+			AfterFIN:      600 * time.Second,
+			Direction:     "Cisco ASA: half-closed connections time out after 10 min (timeout half-closed 0:10:00)",
+			Description:   "enterprise stateful firewall (Cisco ASA, Palo Alto, Fortinet; site policies shorten it to 1 min)",
+			Source:        "Cisco ASA command reference: timeout conn default 1:00:00; PAN-OS TCP timeout 3600 s; site policies as low as 1 min"},
+		{Name: "consumer-router", IdleTimeout: 60 * time.Second, MaxIdleTimeout: 600 * time.Second, OnExpiry: "drop", Refresh: seg,
+			RefreshSource: "home gateways track the flow by its packets in either direction (Hätönen et al. measured bindings kept alive by traffic)",
+			Description:   "home router / CPE NAT",
+			Source:        "Hätönen et al., IMC 2010, An Experimental Study of Home Gateway Characteristics: TCP binding timeouts from about 1 min upward, many under 10 min"},
+		{Name: "carrier-grade-nat", IdleTimeout: 120 * time.Second, MaxIdleTimeout: 300 * time.Second, OnExpiry: "drop", Refresh: seg,
+			RefreshSource: "RFC 6888 / RFC 5382: the mapping is refreshed by the connection's packets",
+			Description:   "ISP carrier-grade NAT (CGN/LSN) on fixed lines",
+			Source:        "RFC 6888 REQ-1 defers to RFC 5382; deployed CGNs commonly 2–5 min (operator configurations)"},
+		{Name: "mobile-carrier-nat", IdleTimeout: 30 * time.Second, MaxIdleTimeout: 300 * time.Second, OnExpiry: "drop", Refresh: seg,
+			RefreshSource: "cellular NAT/firewalls track the flow by its packets (Wang et al.: keepalive traffic keeps connections)",
+			Description:   "mobile network operator NAT/firewall",
+			Source:        "Wang et al., SIGCOMM 2011, An Untold Story of Middleboxes in Cellular Networks: idle TCP timeouts from ~30 s to several minutes"},
+		{Name: "unknown-nat", IdleTimeout: 30 * time.Second, MaxIdleTimeout: 7440 * time.Second, OnExpiry: "drop", Refresh: seg,
+			RefreshSource: "every common NAT and firewall counts any segment; load balancers that count only data (aws-alb, aws-elb) are not covered",
+			Description:   "an unknown NAT or firewall: settings that survive every common middlebox (shortest common timeout, 30 s)",
+			Source:        "the shortest timeouts in the other presets (mobile carrier NATs, ~30 s) up to RFC 5382's 2 h 4 min"},
+		{Name: "aws-nat-gateway", IdleTimeout: 350 * time.Second, OnExpiry: "rst", Refresh: seg,
+			RefreshSource: "AWS VPC user guide, NAT gateways: to prevent the connection from being dropped, initiate more traffic over it or enable TCP keepalive",
+			Description:   "AWS NAT Gateway",
+			Source:        "AWS VPC user guide, NAT gateways: idle timeout 350 s; an RST is returned to resources that continue the connection"},
+		{Name: "aws-nlb", IdleTimeout: 350 * time.Second, MaxIdleTimeout: 6000 * time.Second, OnExpiry: "rst", Refresh: seg,
+			RefreshSource: "AWS ELB user guide, Network Load Balancers: clients or targets can use TCP keepalive packets to reset the idle timeout",
+			Description:   "AWS Network Load Balancer (TCP listener; default 350 s, configurable 60–6000 s)",
+			Source:        "AWS ELB user guide, Network Load Balancers: TCP idle timeout 350 s by default; later packets get an RST"},
+		{Name: "aws-alb", IdleTimeout: 60 * time.Second, MaxIdleTimeout: 4000 * time.Second, OnExpiry: "fin", Refresh: RefreshDataOnly,
+			RefreshSource: "AWS ELB user guide, Application Load Balancers: the connection is closed if no data has been sent or received by the time the idle timeout elapses; TCP keepalive does not count",
+			Description:   "AWS Application Load Balancer (closes idle connections itself with FIN; default 60 s, 1–4000 s)",
+			Source:        "AWS ELB user guide: connection idle timeout default 60 seconds"},
+		{Name: "aws-elb", IdleTimeout: 60 * time.Second, MaxIdleTimeout: 4000 * time.Second, OnExpiry: "fin", Refresh: RefreshDataOnly,
+			RefreshSource: "AWS ELB user guide, Classic Load Balancers: if no data has been sent or received by the time the idle timeout elapses, the load balancer closes the connection",
+			Description:   "AWS Classic Load Balancer (closes idle connections itself with FIN; default 60 s, 1–4000 s)",
+			Source:        "AWS ELB user guide: connection idle timeout default 60 seconds"},
+		{Name: "azure-lb", IdleTimeout: 240 * time.Second, MaxIdleTimeout: 6000 * time.Second, OnExpiry: "drop", Refresh: seg,
+			RefreshSource: "Azure Load Balancer docs: use TCP keep-alive to keep the connection active beyond the idle timeout",
+			Description:   "Azure Load Balancer / Azure outbound SNAT (default 4 min, configurable 4–100 min)",
+			Source:        "Azure Load Balancer docs: TCP idle timeout default 4 minutes (4..100); TCP reset on idle off by default"},
+		{Name: "gcp-lb", IdleTimeout: 600 * time.Second, OnExpiry: "drop", Refresh: seg,
+			RefreshSource: "Google Cloud VPC firewall docs: connection tracking is renewed by the connection's packets; TCP keepalive keeps long-lived idle connections",
+			Description:   "Google Cloud load balancer / VPC firewall connection tracking",
+			Source:        "Google Cloud VPC firewall docs: established TCP connections tracked 10 minutes (600 s) idle"},
 	}
 	sort.SliceStable(envs, func(i, j int) bool { return envs[i].IdleTimeout < envs[j].IdleTimeout })
 	return envs
@@ -86,7 +155,16 @@ type Requirement struct {
 	MiddleboxTimeout time.Duration `json:"middlebox_timeout,omitempty"`
 	// OS is the target system (default: the running one).
 	OS string `json:"os,omitempty"`
+	// DataOnly: the middlebox counts only data as activity (Environment.Refresh
+	// RefreshDataOnly); Recommend then returns ErrDataOnly.
+	DataOnly bool `json:"data_only,omitempty"`
 }
+
+// DefaultDetectWithin bounds the detection time Recommend plans for when no target is given:
+// about what tcp_retries2 gives a connection with data in flight (≈ 15 min), so that an idle
+// connection is not noticed more slowly than a busy one, and never slower than Linux's
+// defaults (2 h 11 min 15 s) however long the middlebox keeps the flow.
+const DefaultDetectWithin = 15 * time.Minute
 
 // Recommendation is a Config that meets a Requirement, with the reasoning behind it.
 type Recommendation struct {
@@ -103,8 +181,11 @@ type Recommendation struct {
 const recommendedCount = 3
 
 // Recommend produces a Config that keeps a flow mapped through a middlebox (the first probe and
-// every probe after it leave before the middlebox forgets the flow, with margin for timer slack
-// and loss), detects a dead peer within the target, and stays within the target OS's limits.
+// every refresh after it — every max(idle, interval) — leave before the middlebox forgets the
+// flow, with margin for timer slack and loss), detects a dead peer within the target (or
+// DefaultDetectWithin when none is given), and stays within the target OS's limits. A
+// middlebox that counts only data (Requirement.DataOnly) gets ErrDataOnly: keepalive cannot
+// keep such a flow.
 // On Linux it also sets TCP_USER_TIMEOUT to the detection target so that a peer that vanishes
 // while data is in flight is caught in the same time instead of ≈ 15 min.
 func Recommend(req Requirement) (Recommendation, error) {
@@ -121,6 +202,9 @@ func Recommend(req Requirement) (Recommendation, error) {
 	}
 	if req.DetectWithin < 0 || req.MiddleboxTimeout < 0 {
 		return Recommendation{}, fmt.Errorf("detection target %s and middlebox timeout %s must be positive", req.DetectWithin, req.MiddleboxTimeout)
+	}
+	if req.DataOnly {
+		return Recommendation{Reasons: []string{HeartbeatAdvice}}, fmt.Errorf("the middlebox counts only data as activity: %w", ErrDataOnly)
 	}
 	count := recommendedCount
 	var r Recommendation
@@ -179,8 +263,10 @@ func Recommend(req Requirement) (Recommendation, error) {
 		}
 		r.Reasons = append(r.Reasons, fmt.Sprintf("no detection target: probes %s apart (a fifth of idle, 1..75 s)", fmtSeconds(intvl)))
 	}
-	if mb := req.MiddleboxTimeout; mb > 0 && intvl >= mb {
-		intvl = (mb / 2).Truncate(time.Second)
+	if mb := req.MiddleboxTimeout; mb > 0 && intvl > maxIdleFor(mb) {
+		// A live flow is refreshed every max(idle, interval): the interval must fit too.
+		intvl = max(time.Second, maxIdleFor(mb))
+		r.Reasons = append(r.Reasons, fmt.Sprintf("interval at most %s: a live flow is refreshed every max(idle, interval)", fmtSeconds(intvl)))
 	}
 	if req.DetectWithin > 0 {
 		// Give whatever whole seconds are left of the budget to idle (fewer probes on a live
@@ -212,6 +298,15 @@ func Recommend(req Requirement) (Recommendation, error) {
 		r.Reasons = append(r.Reasons, fmt.Sprintf("%s %s bounds unacknowledged data on %s", lim.UserTimeout, fmtSeconds(ut), goos))
 	} else {
 		r.Reasons = append(r.Reasons, goos+" has no TCP_USER_TIMEOUT: data in flight to a dead peer is bounded only by the retransmission limit")
+	}
+	if req.DetectWithin == 0 && det > DefaultDetectWithin {
+		// No target given: do not advise anything slower than the stated default target.
+		req.DetectWithin = DefaultDetectWithin
+		rr, err := Recommend(req)
+		if err == nil {
+			rr.Reasons = append([]string{fmt.Sprintf("no detection target given and the middlebox allows %s of idleness: detection bounded by the default target %s (DefaultDetectWithin)", fmtSeconds(req.MiddleboxTimeout), HumanDuration(DefaultDetectWithin))}, rr.Reasons...)
+		}
+		return rr, err
 	}
 	ws, err := cfg.Validate(goos)
 	if err != nil {

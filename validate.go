@@ -142,16 +142,27 @@ func (c Config) Validate(goos string) ([]Warning, error) {
 	return ws, nil
 }
 
-// CheckMiddlebox returns a warning when the first probe or a probe refresh would come later
-// than a middlebox forgets an idle flow. effective must have all fields set (use
-// Config.WithDefaults).
+// CheckMiddlebox returns warnings when keepalive would not keep a flow mapped through a
+// middlebox that forgets an idle flow after timeout: when the first probe (after idle) or a
+// refresh comes too late. Zero fields of c mean Linux's defaults (LinuxDefaults), as on a
+// socket that never set them.
+//
+// A live flow whose probes are answered is refreshed every max(idle, interval): after an
+// answered probe the keepalive timer fires one interval later and only then re-arms for the
+// rest of idle, so an interval longer than the timeout lets the mapping expire even when idle
+// is shorter. Kernel timers fire up to one timer-wheel granule late (TimerSlack), which
+// counts against the margin.
 func (c Config) CheckMiddlebox(timeout time.Duration) []Warning {
 	if timeout <= 0 {
 		return nil
 	}
+	c = c.WithDefaults(LinuxDefaults())
 	var ws []Warning
-	if c.Idle >= timeout {
-		ws = append(ws, Warning{"idle", fmt.Sprintf("first probe after %s but the middlebox forgets an idle flow after %s: the mapping is gone before keepalive refreshes it", c.Idle, timeout)})
+	if c.Idle+TimerSlack(c.Idle) >= timeout {
+		ws = append(ws, Warning{"idle", fmt.Sprintf("first probe after %s (up to %s late) but the middlebox forgets an idle flow after %s: the mapping is gone before keepalive refreshes it", c.Idle, TimerSlack(c.Idle), timeout)})
+	}
+	if period := max(c.Idle, c.Interval); c.Interval > c.Idle && period+TimerSlack(period) >= timeout {
+		ws = append(ws, Warning{"interval", fmt.Sprintf("a live flow is refreshed every max(idle, interval) = %s (up to %s late) but the middlebox forgets an idle flow after %s: after the first answered probe the next comes one interval later and the mapping expires", period, TimerSlack(period), timeout)})
 	}
 	return ws
 }

@@ -48,7 +48,7 @@ type Detector interface {
 	Describe() string
 	// Predict returns the expected timeline for the run. in.Model is filled from the
 	// scenario and the run's keepalive Config with SO_KEEPALIVE on; the detector adjusts it
-	// (e.g. Enabled false, or drop UserTimeout) and usually calls PredictKernel. A detector
+	// (e.g. KeepaliveOff, or drop UserTimeout) and usually calls PredictKernel. A detector
 	// with its own timing (heartbeats) builds the Timeline itself.
 	Predict(in PredictInput) keepalive.Timeline
 	// Attach starts detecting on the client connection. See the type documentation.
@@ -69,7 +69,7 @@ type PredictInput struct {
 	// Scenario is the lab scenario; Variant is "drop" or "rst" for NAT.
 	Scenario Scenario
 	Variant  string
-	// Model is the model input derived from the scenario and Options.Config, Enabled true.
+	// Model is the model input derived from the scenario and Options.Config, keepalive on.
 	Model keepalive.Model
 	// Options are the run's normalized options (Params included).
 	Options Options
@@ -208,13 +208,13 @@ func PredictKernel(in PredictInput) keepalive.Timeline {
 	if m.RTT <= 0 {
 		m.RTT = time.Millisecond
 	}
-	if m.Enabled {
+	if !m.KeepaliveOff {
 		// One probe per idle period, each ACKed, up to the bound (at least one cycle).
 		c := m.Config.WithDefaults(keepalive.LinuxDefaults())
 		for at := c.Idle; t.Probes == 0 || at <= in.Options.Max; at += c.Idle + m.RTT {
 			t.Probes++
 			t.Events = append(t.Events,
-				keepalive.Event{At: at, Kind: keepalive.EventProbe, Detail: fmt.Sprintf("keepalive probe %d", t.Probes), Slack: keepalive.TimerSlack(c.Idle)},
+				keepalive.Event{At: at, Kind: keepalive.EventProbe, Detail: fmt.Sprintf("keepalive probe %d", t.Probes), Slack: keepalive.Granule(c.Idle, m.HZ)},
 				keepalive.Event{At: at + m.RTT, Kind: keepalive.EventAck, Detail: "the peer's kernel ACKs: idle starts again"})
 		}
 		t.Notes = append(t.Notes, "the frozen process's kernel answers every probe: keepalive cannot tell, only an application heartbeat can")
@@ -233,7 +233,7 @@ func (noneDetector) Describe() string {
 	return "baseline: SO_KEEPALIVE off, no TCP_USER_TIMEOUT; only the retransmission timer (tcp_retries2) can notice"
 }
 func (noneDetector) Predict(in PredictInput) keepalive.Timeline {
-	in.Model.Enabled = false
+	in.Model.KeepaliveOff = true
 	in.Model.Config.UserTimeout = 0
 	return PredictKernel(in)
 }

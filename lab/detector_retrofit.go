@@ -22,7 +22,7 @@ func (retrofitDetector) Describe() string {
 
 // Predict: once retrofitted, the socket behaves exactly like kernel keepalive.
 func (retrofitDetector) Predict(in PredictInput) keepalive.Timeline {
-	in.Model.Enabled = true
+	in.Model.KeepaliveOff = false
 	in.Model.Config.UserTimeout = 0
 	return PredictKernel(in)
 }

@@ -37,7 +37,7 @@ const (
 	ifRouterServer = Prefix + "-rs" // router's end towards the server
 	serverPort     = 7777
 	greeting       = "hello\n"
-	inFlightBytes  = 4096
+	smallWrite     = 100
 	pollEvery      = 20 * time.Millisecond
 	progressEvery  = 250 * time.Millisecond
 )
@@ -112,6 +112,7 @@ func Run(ctx context.Context, o Options) (res Result, err error) {
 	if o.HelperPath == "" {
 		o.HelperPath = "/proc/self/exe"
 	}
+	o = withHZ(ctx, o)
 	pred := o.Detector.Predict(predictInput(o))
 	if o.Max == 0 {
 		o.Max = autoMax(o, pred)
@@ -415,7 +416,10 @@ type detection struct {
 func (r *run) measure(ctx context.Context, pred keepalive.Timeline) (Result, error) {
 	o := r.o
 	res := Result{RunID: o.RunID, Scenario: o.Scenario, Variant: o.NATOnExpiry, Mode: o.Mode, IPv6: o.IPv6,
-		Config: o.Config, NATTimeout: o.NATTimeout, Max: o.Max, Predicted: pred}
+		Config: o.Config, NATTimeout: o.NATTimeout, Max: o.Max, Predicted: pred, HZ: o.HZ, HZSource: o.HZSource, Retries2: o.Retries2}
+	if o.Scenario == InFlight {
+		res.Segments = o.Segments
+	}
 	if o.Mode == "user-timeout" {
 		res.Config = userTimeoutConfig(o.Config)
 	}
@@ -497,7 +501,7 @@ func (r *run) measure(ctx context.Context, pred keepalive.Timeline) (Result, err
 	if o.Scenario == NAT {
 		res.RTT, res.RTO = tcpTimes(r.conn)
 		faultAt = t0.Add(o.NATTimeout)
-		tl.add(o.NATTimeout, keepalive.EventMiddlebox, "the router's conntrack entry expires ("+o.NATOnExpiry+" on expiry)")
+		tl.add(o.NATTimeout, keepalive.EventMiddlebox, "the router's conntrack timeout after the last activity ("+o.NATOnExpiry+" on expiry; any later segment postpones it)")
 		faultTimer.Stop()
 	}
 	deadline := time.NewTimer(o.Max)
@@ -551,7 +555,7 @@ wait:
 				// Time zero moves to the write the server never acknowledges.
 				ref = faultAt
 				tl = &timeline{}
-				tl.add(0, keepalive.EventLastActivity, fmt.Sprintf("client writes %d bytes the server never acknowledges", inFlightBytes))
+				tl.add(0, keepalive.EventLastActivity, fmt.Sprintf("client writes %d segment(s) the server never acknowledges", o.Segments))
 				deadline.Reset(o.Max)
 			}
 			tl.add(faultAt.Sub(ref), keepalive.EventFault, faultText(o))
@@ -615,8 +619,14 @@ func (r *run) inject() (time.Time, error) {
 		if err := blackhole(r.server, "both"); err != nil {
 			return time.Time{}, err
 		}
+		// One segment: a small write (an application's typical request); several: that many
+		// full-sized segments, all sent at once within the initial congestion window.
+		n := smallWrite
+		if r.o.Segments > 1 {
+			n = r.o.Segments * mss(r.conn)
+		}
 		at := time.Now()
-		if _, err := r.conn.Write(make([]byte, inFlightBytes)); err != nil {
+		if _, err := r.conn.Write(make([]byte, n)); err != nil {
 			return time.Time{}, fmt.Errorf("lab: in-flight write: %w", err)
 		}
 		return at, nil
@@ -652,6 +662,21 @@ func (r *run) inject() (time.Time, error) {
 		}
 	}
 	return time.Now(), nil
+}
+
+// mss is the connection's maximum segment size (TCP_MAXSEG), 1000 when unknown.
+func mss(c *net.TCPConn) int {
+	n := 1000
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return n
+	}
+	_ = rc.Control(func(fd uintptr) {
+		if v, err := unix.GetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_MAXSEG); err == nil && v > 0 {
+			n = v
+		}
+	})
+	return n
 }
 
 // tcpTimes reads the kernel's smoothed RTT and retransmission timeout of c (tcp_info).

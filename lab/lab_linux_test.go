@@ -177,6 +177,48 @@ func TestUserTimeout(t *testing.T) {
 	})
 }
 
+// One small write against several segments in flight (issue 9): the tail-loss probe waits
+// the minimum RTO only when one segment is out, so a 3 s user timeout fires ≈ 0.19 s later
+// with one segment; both inside the model's window.
+func TestInFlightSegments(t *testing.T) {
+	requireRoot(t)
+	cfg := keepalive.Config{Idle: 2 * time.Second, Interval: time.Second, Count: 2, UserTimeout: 3 * time.Second}
+	var got [2]Result
+	for i, n := range []int{1, 4} {
+		t.Run(fmt.Sprintf("segments=%d", n), func(t *testing.T) {
+			r := runLab(t, Options{Scenario: InFlight, Mode: "user-timeout", Config: cfg, Segments: n})
+			assertDetected(t, r, "ETIMEDOUT")
+			if !r.Agree || r.Segments != n || r.HZ == 0 {
+				t.Errorf("%d segment(s): %s (HZ %d)", n, r.Verdict, r.HZ)
+			}
+			got[i] = r
+		})
+	}
+	if d := got[0].Predicted.Earliest - got[1].Predicted.Earliest; d < 150*time.Millisecond || d > 250*time.Millisecond {
+		t.Errorf("one segment predicted %s later than several, want ≈ the 200 ms minimum RTO", d)
+	}
+}
+
+// A NAT whose timeout is shorter than the keepalive interval (but longer than idle) loses the
+// flow: a live flow is refreshed every max(idle, interval).
+func TestNATIntervalBeyondTimeout(t *testing.T) {
+	requireRoot(t)
+	for _, c := range RefreshCells() {
+		t.Run(c.Label(), func(t *testing.T) {
+			t.Parallel()
+			r := runLab(t, Options{Scenario: c.Scenario, NATOnExpiry: c.Variant, Mode: c.Mode, Config: *c.Config, NATTimeout: c.NATTimeout})
+			want := "ETIMEDOUT"
+			if c.Variant == "rst" {
+				want = "ECONNRESET"
+			}
+			assertDetected(t, r, want)
+			if !r.Agree {
+				t.Errorf("%s", r.Verdict)
+			}
+		})
+	}
+}
+
 func TestDetectorHook(t *testing.T) {
 	requireRoot(t)
 	t.Parallel()

@@ -83,23 +83,28 @@ func TestPredictions(t *testing.T) {
 		at       time.Duration
 		errno    string
 	}{
-		{Options{Scenario: Crash, Mode: "kernel"}, true, 5 * time.Second, "ETIMEDOUT"},
+		// HZ=250: probes at 2.000–2.032, 3.024–3.056, 4.048–4.080 s; death 5.072–5.104 s.
+		{Options{Scenario: Crash, Mode: "kernel"}, true, 5072 * time.Millisecond, "ETIMEDOUT"},
 		{Options{Scenario: Crash, Mode: "none"}, false, 0, ""},
-		{Options{Scenario: Crash, Mode: "user-timeout"}, true, 3 * time.Second, "ETIMEDOUT"},
+		{Options{Scenario: Crash, Mode: "user-timeout"}, true, 3024 * time.Millisecond, "ETIMEDOUT"},
 		{Options{Scenario: Reboot, Mode: "kernel"}, true, 2*time.Second + 100*time.Microsecond, "ECONNRESET"},
 		{Options{Scenario: NAT, NATOnExpiry: "rst", Mode: "kernel"}, true, 2*time.Second + 100*time.Microsecond, "ECONNRESET"},
 		{Options{Scenario: Hung, Mode: "kernel"}, false, 0, ""},
 		{Options{Scenario: Hung, Mode: "none"}, false, 0, ""},
-		{Options{Scenario: InFlight, Mode: "user-timeout"}, true, 3224100 * time.Microsecond, "ETIMEDOUT"}, // clock starts at the first RTO retransmission
+		// One small write: the clock starts at the first RTO retransmission (≈ 0.41 s).
+		{Options{Scenario: InFlight, Mode: "user-timeout"}, true, 3416 * time.Millisecond, "ETIMEDOUT"},
+		// Several segments: the tail-loss probe comes after 2·srtt + 2 jiffies.
+		{Options{Scenario: InFlight, Mode: "user-timeout", Segments: 3}, true, 3224 * time.Millisecond, "ETIMEDOUT"},
 	}
 	for _, c := range cases {
 		c.o.Config = cfg
+		c.o.HZ = 250
 		p, err := Predict(c.o)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if p.Detected != c.detected || p.Detection != c.at || p.Error != c.errno {
-			t.Errorf("%s/%s: detected %v at %s %s, want %v at %s %s", c.o.Scenario, c.o.Mode, p.Detected, p.Detection, p.Error, c.detected, c.at, c.errno)
+		if p.Detected != c.detected || p.Earliest != c.at || p.Error != c.errno {
+			t.Errorf("%s/%s: detected %v from %s %s, want %v from %s %s", c.o.Scenario, c.o.Mode, p.Detected, p.Earliest, p.Error, c.detected, c.at, c.errno)
 		}
 	}
 }
@@ -131,7 +136,7 @@ func TestParseNetstat(t *testing.T) {
 }
 
 func sampleResult() Result {
-	o, _ := Options{Scenario: Crash, Mode: "kernel"}.normalize()
+	o, _ := Options{Scenario: Crash, Mode: "kernel", HZ: 250}.normalize()
 	p := o.Detector.Predict(predictInput(o))
 	r := Result{RunID: "x", Scenario: Crash, Mode: "kernel", Config: o.Config, Max: 7 * time.Second, Predicted: p,
 		Detected: true, DetectedBy: "application", Error: "ETIMEDOUT", SinceLastActivity: 5100 * time.Millisecond,
@@ -144,15 +149,20 @@ func sampleResult() Result {
 
 func TestJudge(t *testing.T) {
 	r := sampleResult()
-	if !r.Agree || r.Diff != 100*time.Millisecond || !strings.Contains(r.Verdict, "agrees") {
+	if !r.Agree || r.Diff != 28*time.Millisecond || r.Distance != 0 || !strings.Contains(r.Verdict, "agrees") {
 		t.Errorf("agree %v diff %s verdict %q", r.Agree, r.Diff, r.Verdict)
 	}
 	r.SinceLastActivity = 7 * time.Second
 	judge(&r)
-	if r.Agree || !strings.Contains(r.Verdict, "DISAGREES") {
-		t.Errorf("2 s late judged as agreeing: %q", r.Verdict)
+	if r.Agree || !strings.Contains(r.Verdict, "DISAGREES") || r.Distance != 7*time.Second-5104*time.Millisecond {
+		t.Errorf("2 s late judged as agreeing: %q (distance %s)", r.Verdict, r.Distance)
 	}
-	r.SinceLastActivity, r.Error = 5*time.Second, "ECONNRESET"
+	r.SinceLastActivity = 5300 * time.Millisecond // 196 ms after the window: beyond WindowHigh
+	judge(&r)
+	if r.Agree {
+		t.Errorf("196 ms after the window judged as agreeing: %q", r.Verdict)
+	}
+	r.SinceLastActivity, r.Error = 5080*time.Millisecond, "ECONNRESET"
 	judge(&r)
 	if r.Agree {
 		t.Errorf("wrong errno judged as agreeing")
@@ -170,7 +180,7 @@ func TestRender(t *testing.T) {
 	if err := WriteText(&b, r); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"from last activity", "5.100s", "5.000s", "+0.100s", "probe 1", "verdict:"} {
+	for _, want := range []string{"from last activity", "5.100s", "5.072s", "+0.028s", "probe 1", "verdict:"} {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("text lacks %q:\n%s", want, b.String())
 		}
@@ -183,7 +193,7 @@ func TestRender(t *testing.T) {
 	bad.SinceLastActivity = 9 * time.Second
 	judge(&bad)
 	b.Reset()
-	if err := WriteMatrix(&b, []MatrixResult{{Cell: Cell{Crash, "", "kernel"}, Result: r}, {Cell: Cell{NAT, "rst", "kernel"}, Result: bad}, {Cell: Cell{Hung, "", "none"}, Err: "boom"}}); err != nil {
+	if err := WriteMatrix(&b, []MatrixResult{{Cell: Cell{Scenario: Crash, Mode: "kernel"}, Result: r}, {Cell: Cell{Scenario: NAT, Variant: "rst", Mode: "kernel"}, Result: bad}, {Cell: Cell{Scenario: Hung, Mode: "none"}, Err: "boom"}}); err != nil {
 		t.Fatal(err)
 	}
 	for _, want := range []string{"nat-rst", "DISAGREE", "LAB ERROR: boom", "1 of 3 runs agree"} {

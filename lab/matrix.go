@@ -14,10 +14,31 @@ type Cell struct {
 	Scenario Scenario `json:"scenario"`
 	Variant  string   `json:"variant,omitempty"` // NAT: "drop" or "rst"
 	Mode     string   `json:"mode"`
+	// Name labels a cell with its own settings (Config, NATTimeout), e.g. "nat-refresh-rst".
+	Name string `json:"name,omitempty"`
+	// Config, when set, replaces MatrixOptions.Config for this cell.
+	Config *keepalive.Config `json:"config,omitempty"`
+	// NATTimeout, when set, is the router's conntrack timeout for this cell.
+	NATTimeout time.Duration `json:"nat_timeout,omitempty"`
+}
+
+// RefreshCells are the matrix's NAT cells with an interval longer than the NAT timeout:
+// idle 1 s, interval 3 s, count 2 behind a 2 s conntrack timeout. The first probe (1 s)
+// refreshes the entry, but the next comes one interval later (4 s), after the entry expired
+// at 3 s although idle < timeout: a live flow is refreshed every max(idle, interval).
+func RefreshCells() []Cell {
+	c := keepalive.Config{Idle: time.Second, Interval: 3 * time.Second, Count: 2}
+	return []Cell{
+		{Scenario: NAT, Variant: "drop", Mode: "kernel", Name: "nat-refresh-drop", Config: &c, NATTimeout: 2 * time.Second},
+		{Scenario: NAT, Variant: "rst", Mode: "kernel", Name: "nat-refresh-rst", Config: &c, NATTimeout: 2 * time.Second},
+	}
 }
 
 // Label renders the scenario with its variant, e.g. "nat-rst".
 func (c Cell) Label() string {
+	if c.Name != "" {
+		return c.Name
+	}
 	if c.Variant != "" {
 		return string(c.Scenario) + "-" + c.Variant
 	}
@@ -31,8 +52,8 @@ type MatrixOptions struct {
 	Config keepalive.Config
 	// Modes restricts the modes (default: every detector).
 	Modes []string
-	// Scenarios restricts the scenarios (default: all, NAT as nat-drop and nat-rst); names as
-	// ParseScenario accepts them.
+	// Scenarios restricts the scenarios (default: all, NAT as nat-drop and nat-rst, plus the
+	// RefreshCells when Modes is empty too); names as ParseScenario accepts them.
 	Scenarios []string
 	// Parallel bounds the runs at once (default 8).
 	Parallel int
@@ -42,6 +63,8 @@ type MatrixOptions struct {
 	Retries2 int
 	// IPv6 runs every cell over IPv6.
 	IPv6 bool
+	// HZ is the kernel's CONFIG_HZ for the model (0: detect it once for all cells).
+	HZ int
 	// HelperPath as in Options.
 	HelperPath string
 	// OnResult, if set, is called as each run finishes (from several goroutines, serialized).
@@ -59,7 +82,8 @@ type MatrixResult struct {
 // Cells lists the cells of a matrix.
 func (m MatrixOptions) Cells() ([]Cell, error) {
 	scs := m.Scenarios
-	if len(scs) == 0 {
+	all := len(scs) == 0
+	if all {
 		scs = []string{"crash", "path", "reboot", "nat-drop", "nat-rst", "hung", "in-flight"}
 	}
 	modes := m.Modes
@@ -85,6 +109,9 @@ func (m MatrixOptions) Cells() ([]Cell, error) {
 			}
 		}
 	}
+	if all && len(m.Modes) == 0 {
+		cells = append(cells, RefreshCells()...)
+	}
 	return cells, nil
 }
 
@@ -103,6 +130,7 @@ func Matrix(ctx context.Context, m MatrixOptions) ([]MatrixResult, error) {
 	if par == 0 {
 		par = 8
 	}
+	hz := withHZ(ctx, Options{HZ: m.HZ})
 	if par < 1 || par > 64 {
 		return nil, fmt.Errorf("lab: parallel %d not allowed (allowed: 1..64)", par)
 	}
@@ -123,7 +151,11 @@ func Matrix(ctx context.Context, m MatrixOptions) ([]MatrixResult, error) {
 			defer wg.Done()
 			defer func() { <-sem }()
 			o := Options{Scenario: c.Scenario, NATOnExpiry: c.Variant, Mode: c.Mode, Config: m.Config,
-				Max: m.Max, IPv6: m.IPv6, HelperPath: m.HelperPath, Retries2: m.Retries2}
+				Max: m.Max, IPv6: m.IPv6, HelperPath: m.HelperPath, Retries2: m.Retries2, NATTimeout: c.NATTimeout,
+				HZ: hz.HZ, HZSource: hz.HZSource}
+			if c.Config != nil {
+				o.Config = *c.Config
+			}
 			r, err := Run(ctx, o)
 			mr := MatrixResult{Cell: c, Result: r}
 			if err != nil {

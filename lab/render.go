@@ -91,7 +91,15 @@ func WriteText(w io.Writer, r Result) error {
 			topo += fmt.Sprintf(" (masquerade, conntrack timeout %s, loose 0)", r.NATTimeout)
 		}
 	}
-	fmt.Fprintf(&b, "network   %s, %s; run %s; bound %s\n\n", net, topo, r.RunID, r.Max)
+	fmt.Fprintf(&b, "network   %s, %s; run %s; bound %s\n", net, topo, r.RunID, r.Max)
+	if r.HZ > 0 {
+		fmt.Fprintf(&b, "model     HZ %d (%s)", r.HZ, r.HZSource)
+		if r.Segments > 0 {
+			fmt.Fprintf(&b, "; %d segment(s) in flight", r.Segments)
+		}
+		b.WriteString("\n")
+	}
+	b.WriteString("\n")
 
 	tw := tabwriter.NewWriter(&b, 0, 0, 3, ' ', 0)
 	fmt.Fprintln(tw, "\tmeasured\tpredicted\tdifference")
@@ -102,7 +110,7 @@ func WriteText(w io.Writer, r Result) error {
 		meas = fmtS(r.SinceLastActivity)
 	}
 	if p.Detected {
-		pred = fmtS(p.Detection)
+		pred = fmtWindow(p)
 		if p.Detection > r.Max {
 			pred += " (beyond bound)"
 		}
@@ -206,7 +214,7 @@ func WriteMatrix(w io.Writer, rs []MatrixResult) error {
 			meas = "none in " + r.Max.String()
 		}
 		if r.Predicted.Detected {
-			pred = fmtS(r.Predicted.Detection)
+			pred = fmtWindow(r.Predicted)
 		} else {
 			pred = "never"
 		}
@@ -223,9 +231,18 @@ func WriteMatrix(w io.Writer, rs []MatrixResult) error {
 			orDash(r.Error), orDash(r.Predicted.Error), r.Probes, r.Predicted.Probes, v)
 	}
 	tw.Flush()
-	fmt.Fprintf(&b, "\n%d of %d runs agree with the model (band %s … +%s)\n", agree, len(rs), fmtDiff(BandLow), fmtS(BandHigh))
+	fmt.Fprintf(&b, "\n%d of %d runs agree with the model (kernel: inside its window, %s … +%s allowed; own-timing detectors: band %s … +%s)\n",
+		agree, len(rs), fmtDiff(WindowLow), fmtS(WindowHigh), fmtDiff(BandLow), fmtS(BandHigh))
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// fmtWindow renders the predicted detection window, e.g. "5.072–5.104s".
+func fmtWindow(p keepalive.Timeline) string {
+	if p.HZ > 0 && p.Latest > p.Earliest {
+		return fmt.Sprintf("%.3f–%.3fs", p.Earliest.Seconds(), p.Latest.Seconds())
+	}
+	return fmtS(p.Detection)
 }
 
 // WriteSVG draws the measured timeline above the predicted one.

@@ -247,6 +247,13 @@ func (j *auditJudge) compute(k auditVerdictKey, sys keepalive.Sysctl) *auditVerd
 		v.text = fmt.Sprintf("first probe after %s but the %s forgets after %s", fmtSecs(cfg.Idle), j.mbName, fmtSecs(j.middlebox))
 		return v
 	}
+	// Refresh period: after an answered probe the next comes one interval later, so a live
+	// flow is refreshed every max(idle, interval) (keepalive.Config.CheckMiddlebox).
+	if j.middlebox > 0 && cfg.Interval > cfg.Idle && cfg.Interval >= j.middlebox {
+		v.risk, v.kind = true, "middlebox"
+		v.text = fmt.Sprintf("refreshed every max(idle, interval) = %s but the %s forgets after %s", fmtSecs(cfg.Interval), j.mbName, fmtSecs(j.middlebox))
+		return v
+	}
 	v.kind = "ok"
 	if tl.Detected {
 		v.text = "ok: dead peer noticed after " + keepalive.HumanDuration(tl.Detection)

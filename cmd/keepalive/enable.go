@@ -89,6 +89,7 @@ func enableConfig(settings *configFlags, env string, middlebox, detectWithin tim
 	flagCfg := cfg
 	source := "flags"
 	mb := middlebox
+	dataOnly := false // the preset counts only data: keepalive cannot keep the flow
 	if env != "" {
 		e, err := keepalive.LookupEnvironment(env)
 		if err != nil {
@@ -96,11 +97,12 @@ func enableConfig(settings *configFlags, env string, middlebox, detectWithin tim
 		}
 		if mb == 0 {
 			mb = e.IdleTimeout
+			dataOnly = !e.KeepaliveRefreshes()
 		}
 	}
 	switch {
 	case mb > 0 || detectWithin > 0:
-		rec, err := keepalive.Recommend(keepalive.Requirement{DetectWithin: detectWithin, MiddleboxTimeout: mb, OS: "linux"})
+		rec, err := keepalive.Recommend(keepalive.Requirement{DetectWithin: detectWithin, MiddleboxTimeout: mb, OS: "linux", DataOnly: dataOnly})
 		if err != nil {
 			return cfg, "", usagef("cannot recommend settings: %v", err)
 		}

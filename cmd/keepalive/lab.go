@@ -33,6 +33,10 @@ type labFlags struct {
 	matrix      bool
 	parallel    int
 	noProgress  bool
+	segments    int
+	hz          int
+	random      int
+	seed        int64
 }
 
 func newLabCmd(g *globalOptions) *cobra.Command {
@@ -66,7 +70,14 @@ the prediction; probes are counted on the wire (TcpExt TCPKeepAlive in the clien
 namespace). Exit status 3 when nothing was detected within the bound.
 
 --matrix runs every scenario × mode with short settings, several at once, and prints
-one table marking where the kernel and the model disagree (exit status 3 if any do).`,
+one table marking where the kernel and the model disagree (exit status 3 if any do).
+
+--random N runs N random configurations (idle 1–6 s, interval 1–4 s, count 1–5, user
+timeout unset or fractional 2–12 s; crash, reboot, in-flight with one and with several
+segments) up to 4 at a time and compares each with the model's window [earliest,
+latest] for this kernel's HZ: how a user checks the model on their own kernel. The
+summary says how many fell inside and the worst distance (exit status 3 if any did not).
+--seed makes the configurations reproducible.`,
 		Example: `  # Crash with keepalive 2s/1s/3: detected after about 5 s
   sudo keepalive lab --scenario crash --mode kernel --idle 2s --interval 1s --count 3
 
@@ -82,6 +93,9 @@ one table marking where the kernel and the model disagree (exit status 3 if any 
   # Every scenario × mode in parallel, one table
   sudo keepalive lab --matrix
 
+  # Check the model on this kernel: 200 random configurations, 4 at a time
+  sudo keepalive lab --random 200 --seed 1
+
   # Remove what a killed run left behind
   sudo keepalive lab clean`,
 		Args: cobra.NoArgs,
@@ -89,8 +103,14 @@ one table marking where the kernel and the model disagree (exit status 3 if any 
 			if err := linuxOnly("keepalive lab"); err != nil {
 				return err
 			}
+			if f.matrix && f.random > 0 {
+				return usagef("--matrix and --random cannot be combined")
+			}
 			if f.matrix {
 				return labMatrix(cmd.Context(), g, f, cmd.Flags().Changed)
+			}
+			if cmd.Flags().Changed("random") || cmd.Flags().Changed("seed") {
+				return labRandom(cmd.Context(), g, f, cmd.Flags().Changed)
 			}
 			return labRun(cmd.Context(), g, f)
 		},
@@ -115,6 +135,10 @@ one table marking where the kernel and the model disagree (exit status 3 if any 
 	fl.BoolVar(&f.matrix, "matrix", false, "run every scenario × mode with short settings in parallel and print one table")
 	fl.IntVar(&f.parallel, "parallel", 8, "runs at once with --matrix (1..64)")
 	fl.BoolVar(&f.noProgress, "no-progress", false, "do not print the progress line on stderr")
+	fl.IntVar(&f.segments, "segments", 1, "segments in flight for the in-flight scenario (1 = one small write; 1..10)")
+	fl.IntVar(&f.hz, "hz", 0, "kernel CONFIG_HZ for the model (default: detected from /proc/config.gz, /boot/config-*, or the kernel's timers)")
+	fl.IntVar(&f.random, "random", 0, "run N random configurations (up to 4 at once) and compare each with the model's window")
+	fl.Int64Var(&f.seed, "seed", 0, "seed for --random (default: time-based, printed)")
 	cmd.AddCommand(newLabCleanCmd(g))
 	return cmd
 }
@@ -184,7 +208,16 @@ func labOptions(f *labFlags) (lab.Options, error) {
 	}
 	o := lab.Options{Scenario: sc, NATOnExpiry: variant, NATTimeout: f.natTimeout, Mode: f.mode,
 		Config: keepalive.Config{Idle: f.idle, Interval: f.interval, Count: f.count, UserTimeout: f.userTimeout},
-		Max:    f.max, FaultAfter: f.faultAfter, Retries2: f.retries2, IPv6: f.ipv6}
+		Max:    f.max, FaultAfter: f.faultAfter, Retries2: f.retries2, IPv6: f.ipv6, Segments: f.segments, HZ: f.hz}
+	if f.segments != 1 && sc != lab.InFlight {
+		return o, usagef("--segments applies to the in-flight scenario only (got --scenario %s)", f.scenario)
+	}
+	if f.segments < 1 || f.segments > lab.MaxSegments {
+		return o, usagef("--segments %d out of range (allowed: 1..%d)", f.segments, lab.MaxSegments)
+	}
+	if f.hz != 0 && (f.hz < 10 || f.hz > 10000) {
+		return o, usagef("--hz %d out of range (allowed: 10..10000, typically 100, 250, 300 or 1000)", f.hz)
+	}
 	if f.userTimeout != 0 && f.mode != "user-timeout" {
 		return o, usagef("--user-timeout %s needs --mode user-timeout (got --mode %s)", f.userTimeout, f.mode)
 	}
@@ -309,7 +342,10 @@ func labMatrix(ctx context.Context, g *globalOptions, f *labFlags, changed func(
 	}
 	prog := &labProgress{w: g.Stderr}
 	start := time.Now()
-	m := lab.MatrixOptions{Config: cfg, Parallel: f.parallel, Max: f.max, IPv6: f.ipv6, Retries2: f.retries2}
+	if f.hz != 0 && (f.hz < 10 || f.hz > 10000) {
+		return usagef("--hz %d out of range (allowed: 10..10000, typically 100, 250, 300 or 1000)", f.hz)
+	}
+	m := lab.MatrixOptions{Config: cfg, Parallel: f.parallel, Max: f.max, IPv6: f.ipv6, Retries2: f.retries2, HZ: f.hz}
 	if !f.noProgress {
 		m.OnResult = func(done, total int, r lab.Result) {
 			prog.show(fmt.Sprintf("matrix: %d/%d runs done, %.0fs elapsed", done, total, time.Since(start).Seconds()))
@@ -346,6 +382,63 @@ func labMatrix(ctx context.Context, g *globalOptions, f *labFlags, changed func(
 		return &exitError{code: exitError1, err: fmt.Errorf("%d of %d lab runs failed", labErr, len(rs))}
 	}
 	if out.Agree < out.Total {
+		return &exitError{code: exitFound}
+	}
+	return nil
+}
+
+// labRandomOutput is the JSON of --random.
+type labRandomOutput struct {
+	Results []lab.MatrixResult `json:"results"`
+	Summary lab.RandomSummary  `json:"summary"`
+}
+
+func labRandom(ctx context.Context, g *globalOptions, f *labFlags, changed func(string) bool) error {
+	for _, n := range []string{"scenario", "mode", "nat-expiry", "svg", "fault-after", "idle", "interval", "count", "user-timeout", "nat-timeout", "max", "retries2", "segments", "parallel"} {
+		if changed(n) {
+			return usagef("--%s cannot be combined with --random (it picks its own settings)", n)
+		}
+	}
+	if f.random < 1 || f.random > 10000 {
+		return usagef("--random %d out of range (allowed: 1..10000)", f.random)
+	}
+	if f.hz != 0 && (f.hz < 10 || f.hz > 10000) {
+		return usagef("--hz %d out of range (allowed: 10..10000, typically 100, 250, 300 or 1000)", f.hz)
+	}
+	seed := f.seed
+	if !changed("seed") {
+		seed = time.Now().UnixNano() % 1000000
+	}
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	prog := &labProgress{w: g.Stderr}
+	start := time.Now()
+	ro := lab.RandomOptions{N: f.random, Seed: seed, IPv6: f.ipv6, HZ: f.hz}
+	if !f.noProgress {
+		ro.OnResult = func(done, total int, r lab.Result) {
+			prog.show(fmt.Sprintf("random (seed %d): %d/%d runs done, %.0fs elapsed", seed, done, total, time.Since(start).Seconds()))
+		}
+	}
+	rs, sum, err := lab.Random(ctx, ro)
+	prog.clear()
+	if err != nil {
+		if errors.Is(err, context.Canceled) {
+			return &exitError{code: exitError1, err: errors.New("lab random interrupted; everything it built was removed")}
+		}
+		return err
+	}
+	if g.JSON {
+		if err := g.printJSON(labRandomOutput{Results: rs, Summary: sum}); err != nil {
+			return err
+		}
+	} else if err := lab.WriteRandom(g.Stdout, rs, sum); err != nil {
+		return err
+	}
+	if sum.LabErrors > 0 {
+		return &exitError{code: exitError1, err: fmt.Errorf("%d of %d lab runs failed", sum.LabErrors, sum.Total)}
+	}
+	if sum.Inside < sum.Total {
 		return &exitError{code: exitFound}
 	}
 	return nil

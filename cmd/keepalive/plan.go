@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"os"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/keepalive-dev/keepalive"
+	"github.com/keepalive-dev/keepalive/host"
 	"github.com/keepalive-dev/keepalive/internal/viz"
 	"github.com/keepalive-dev/keepalive/probe"
 	"github.com/spf13/cobra"
@@ -23,6 +25,8 @@ type planOptions struct {
 	svg                     string
 	listEnvs                bool
 	rtt                     time.Duration
+	hz                      int
+	segments                int
 }
 
 // planResult is what `keepalive plan --json` prints.
@@ -39,6 +43,17 @@ type planResult struct {
 	Timeline      keepalive.Timeline        `json:"timeline"`
 	Warnings      []string                  `json:"warnings"`
 	Snippets      map[string]string         `json:"snippets"`
+	// Earliest and Latest bound the detection time on a kernel with HZ (HZSource says where
+	// the value came from); Detection is the textbook time with every timer on time.
+	Earliest time.Duration `json:"earliest"`
+	Latest   time.Duration `json:"latest"`
+	HZ       int           `json:"hz"`
+	HZSource string        `json:"hz_source"`
+	// RTOSource says where the minimum and maximum RTO of the timeline came from.
+	RTOSource string `json:"rto_source,omitempty"`
+	// Advice is set when TCP keepalive cannot keep the flow (a middlebox that counts only
+	// data as activity).
+	Advice string `json:"advice,omitempty"`
 	// Probe is the same failure met by 'keepalive probe' with its defaults, simulated with
 	// the prober's own state machine.
 	Probe *probe.Simulation `json:"probe,omitempty"`
@@ -61,14 +76,19 @@ Three ways to use it:
   explain      no flags: what the Linux defaults (2 h 11 min 15 s) mean and what to do.
 
 Durations accept Go syntax (90s, 5m, 1h30m) or a plain number of seconds.
-The timeline follows the Linux kernel (net/ipv4/tcp_timer.c); timers may fire late by
-the timer-wheel granularity, which the output states.`,
+The timeline follows the Linux kernel (net/ipv4/tcp_timer.c, kernel/time/timer.c): timers
+fire up to one timer-wheel granule late and the lateness accumulates, so every time is a
+window [earliest, latest] for the kernel's HZ (detected on this host from /proc/config.gz,
+/boot/config-*, or the kernel's own timers; --hz sets it; unknown → 100, the coarsest).
+When the outcome depends on that lateness, both candidate firings are shown.`,
 		Example: `  keepalive plan
   keepalive plan --env aws-nat-gateway
   keepalive plan --detect-within 30s --middlebox-timeout 4m
   keepalive plan --idle 2s --interval 1s --count 3 --scenario reboot
   keepalive plan --idle 60 --interval 10 --count 5 --scenario in-flight --user-timeout 90s
   keepalive plan --list-envs
+  keepalive plan --idle 4 --interval 3 --user-timeout 7.1s --hz 250
+  keepalive plan --scenario in-flight --user-timeout 3s --segments 3
   keepalive plan --env azure-lb --svg timeline.svg --json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -100,7 +120,9 @@ the timer-wheel granularity, which the output states.`,
 	f.StringVar(&o.scenario, "scenario", "silent", "failure to predict: silent (crash/path down), reboot, nat, in-flight")
 	f.StringVar(&o.svg, "svg", "", "also write the timeline as an SVG picture to `FILE`")
 	f.BoolVar(&o.listEnvs, "list-envs", false, "list the middlebox presets and exit")
-	f.Var(newDurationValue(&o.rtt), "rtt", "round-trip time to the peer used in the timeline (default 1ms)")
+	f.Var(newDurationValue(&o.rtt), "rtt", "round-trip time to the peer used in the timeline (default 1ms, at most 1m)")
+	f.IntVar(&o.hz, "hz", 0, "kernel CONFIG_HZ for the timer windows (default: detected on this host; 100 when unknown)")
+	f.IntVar(&o.segments, "segments", 1, "segments in flight for --scenario in-flight (1 = one small request)")
 	_ = cmd.RegisterFlagCompletionFunc("env", func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
 		var names []string
 		for _, e := range keepalive.Environments() {
@@ -119,14 +141,20 @@ func planListEnvs(g *globalOptions) error {
 		return g.printJSON(envs)
 	}
 	tw := tabwriter.NewWriter(g.Stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tIDLE TIMEOUT\tON EXPIRY\tDESCRIPTION")
+	fmt.Fprintln(tw, "NAME\tIDLE TIMEOUT\tPLANNED FOR\tREFRESHED BY\tON EXPIRY\tDESCRIPTION")
 	for _, e := range envs {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", e.Name, keepalive.HumanDuration(e.IdleTimeout), e.OnExpiry, e.Description)
+		by := "any segment"
+		if !e.KeepaliveRefreshes() {
+			by = "data only"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", e.Name, e.Range(), keepalive.HumanDuration(e.IdleTimeout), by, e.OnExpiry, e.Description)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	fmt.Fprintln(g.Stdout, "\nSources: keepalive plan --list-envs --json")
+	fmt.Fprintln(g.Stdout, "\nRanges are planned for their low end. 'data only': TCP keepalive cannot keep the flow;")
+	fmt.Fprintln(g.Stdout, "use application heartbeats (package heartbeat) or the protocol's own pings.")
+	fmt.Fprintln(g.Stdout, "Sources, refresh rules and per-direction notes: keepalive plan --list-envs --json")
 	return nil
 }
 
@@ -143,6 +171,18 @@ func planCompute(o *planOptions) (*planResult, error) {
 	flagCfg, err := o.settings.config()
 	if err != nil {
 		return nil, err
+	}
+	if o.rtt < 0 || o.rtt > keepalive.MaxRTT {
+		return nil, usagef("invalid --rtt %s (allowed: 0..%s)", o.rtt, keepalive.MaxRTT)
+	}
+	if o.hz != 0 && (o.hz < 10 || o.hz > 10000) {
+		return nil, usagef("invalid --hz %d (allowed: 10..10000, typically 100, 250, 300 or 1000)", o.hz)
+	}
+	if o.segments < 1 || o.segments > keepalive.MaxSegments {
+		return nil, usagef("invalid --segments %d (allowed: 1..%d)", o.segments, keepalive.MaxSegments)
+	}
+	if o.segments != 1 && sc != keepalive.ScenarioInFlight {
+		return nil, usagef("--segments applies to --scenario in-flight only")
 	}
 	lim, _ := keepalive.LimitsFor(o.goos)
 	res := &planResult{OS: o.goos, Snippets: map[string]string{}}
@@ -174,6 +214,11 @@ func planCompute(o *planOptions) (*planResult, error) {
 		}
 		res.Source = "flags (unset fields: " + o.goos + " defaults)"
 		cfg = cfg.WithDefaults(lim.Defaults)
+	case env != nil && !env.KeepaliveRefreshes() && o.middlebox == 0:
+		// A middlebox that counts only data: no keepalive setting keeps the flow.
+		cfg = lim.Defaults
+		res.Advice = keepalive.HeartbeatAdvice
+		res.Source = o.goos + " defaults (no keepalive setting keeps this flow)"
 	case o.detectWithin > 0 || mb > 0:
 		rec, err := keepalive.Recommend(keepalive.Requirement{DetectWithin: o.detectWithin, MiddleboxTimeout: mb, OS: o.goos})
 		if err != nil {
@@ -189,7 +234,10 @@ func planCompute(o *planOptions) (*planResult, error) {
 		cfg = lim.Defaults
 		res.Source = o.goos + " defaults"
 	}
-	if explicit {
+	if explicit && env != nil && !env.KeepaliveRefreshes() {
+		res.Advice = keepalive.HeartbeatAdvice
+		res.Warnings = append(res.Warnings, fmt.Sprintf("%s counts only data as activity: %s", env.Name, keepalive.HeartbeatAdvice))
+	} else if explicit {
 		for _, w := range cfg.CheckMiddlebox(mb) {
 			res.Warnings = append(res.Warnings, w.String())
 		}
@@ -198,11 +246,21 @@ func planCompute(o *planOptions) (*planResult, error) {
 	if sc == keepalive.ScenarioNAT && mb == 0 {
 		return nil, usagef("--scenario nat needs --middlebox-timeout or --env")
 	}
-	m := keepalive.Model{Config: cfg, Enabled: true, Scenario: sc, MiddleboxTimeout: mb, RTT: o.rtt}
+	tm := planTimers(o)
+	m := keepalive.Model{Config: cfg, Scenario: sc, MiddleboxTimeout: mb, RTT: o.rtt, HZ: tm.HZ,
+		RTOMin: tm.RTOMin, RTOMax: tm.RTOMax, Segments: o.segments}
 	if env != nil && env.OnExpiry == "rst" {
 		m.MiddleboxRST = true
 	}
+	if err := m.Validate(); err != nil {
+		return nil, usagef("%v", err)
+	}
 	tl := keepalive.Predict(m)
+	res.HZ, res.HZSource, res.RTOSource = tl.HZ, tm.HZSource, tm.RTOSource
+	if tm.HZ == 0 {
+		res.HZSource = fmt.Sprintf("unknown: assumed %d, the coarsest common value", keepalive.DefaultHZ)
+	}
+	res.Earliest, res.Latest = tl.Earliest, tl.Latest
 	if o.goos != "linux" {
 		tl.Notes = append(tl.Notes, "the timeline follows Linux's timers; "+o.goos+" declares death after count unanswered probes the same way, with its own timer granularity")
 	}
@@ -217,7 +275,7 @@ func planCompute(o *planOptions) (*planResult, error) {
 	} else {
 		res.DetectionText = "never"
 	}
-	if sc != keepalive.ScenarioInFlight && o.goos == "linux" && cfg.UserTimeout == 0 {
+	if sc != keepalive.ScenarioInFlight && o.goos == "linux" && cfg.UserTimeout == 0 && res.Advice == "" {
 		d := keepalive.RetransmitTimeout(15)
 		res.Warnings = append(res.Warnings, fmt.Sprintf("user-timeout: not set: a peer that vanishes while data is in flight is noticed only after tcp_retries2 (≈ %s); set --user-timeout", keepalive.HumanDuration(d)))
 	}
@@ -282,14 +340,36 @@ func goLit(d time.Duration) string {
 
 func planRender(w io.Writer, r *planResult, o planOptions) {
 	c := r.Config
+	if r.Advice != "" {
+		fmt.Fprintf(w, "%s\n", r.Advice)
+		if e := r.Environment; e != nil {
+			fmt.Fprintf(w, "  %s counts only data as activity: %s\n", e.Name, e.RefreshSource)
+			fmt.Fprintf(w, "  (it closes a connection idle of data after %s: %s on expiry)\n\n", e.Range(), e.OnExpiry)
+		}
+	}
 	fmt.Fprintf(w, "Settings (%s, %s):\n", r.Source, r.OS)
 	fmt.Fprintf(w, "  idle %s, interval %s, count %d", keepalive.HumanDuration(c.Idle), keepalive.HumanDuration(c.Interval), c.Count)
 	if c.UserTimeout > 0 {
-		fmt.Fprintf(w, ", user timeout %s", keepalive.HumanDuration(c.UserTimeout))
+		ut := keepalive.HumanDuration(c.UserTimeout)
+		if c.UserTimeout%time.Second != 0 {
+			ut = c.UserTimeout.String()
+		}
+		fmt.Fprintf(w, ", user timeout %s", ut)
 	}
 	fmt.Fprintln(w)
-	if r.Environment != nil {
-		fmt.Fprintf(w, "  middlebox: %s forgets idle flows after %s (%s on expiry)\n", r.Environment.Name, keepalive.HumanDuration(r.Environment.IdleTimeout), r.Environment.OnExpiry)
+	if e := r.Environment; e != nil {
+		by := "any segment refreshes it"
+		if !e.KeepaliveRefreshes() {
+			by = "only data refreshes it"
+		}
+		fmt.Fprintf(w, "  middlebox: %s forgets idle flows after %s (%s on expiry; %s)", e.Name, e.Range(), e.OnExpiry, by)
+		if e.MaxIdleTimeout > e.IdleTimeout {
+			fmt.Fprintf(w, ", planned for the low end %s", keepalive.HumanDuration(e.IdleTimeout))
+		}
+		fmt.Fprintln(w)
+		if e.Direction != "" {
+			fmt.Fprintf(w, "  direction: %s\n", e.Direction)
+		}
 	} else if r.Middlebox > 0 {
 		fmt.Fprintf(w, "  middlebox: forgets idle flows after %s\n", keepalive.HumanDuration(r.Middlebox))
 	}
@@ -302,10 +382,22 @@ func planRender(w io.Writer, r *planResult, o planOptions) {
 	tl := r.Timeline
 	fmt.Fprintf(w, "\nScenario %s: ", tl.Model.Scenario)
 	if tl.Detected {
-		fmt.Fprintf(w, "the application gets %s after %s (worst case with timer slack: %s)\n", tl.Error, keepalive.HumanDuration(tl.Detection), keepalive.HumanDuration(tl.Latest))
+		fmt.Fprintf(w, "the application gets %s between %s and %s", tl.Error, planDur(tl.Earliest), planDur(tl.Latest))
+		if tl.Detection != tl.Earliest {
+			fmt.Fprintf(w, " (textbook: %s)", planDur(tl.Detection))
+		}
+		fmt.Fprintln(w)
+		for i, c := range tl.Candidates {
+			fmt.Fprintf(w, "  candidate %d: %s … %s — %s\n", i+1, planDur(c.From), planDur(c.To), c.Detail)
+		}
 	} else {
 		fmt.Fprintln(w, "nothing is detected")
 	}
+	fmt.Fprintf(w, "Timers: HZ %d (%s)", r.HZ, r.HZSource)
+	if r.RTOSource != "" && tl.Model.Scenario == keepalive.ScenarioInFlight {
+		fmt.Fprintf(w, "; RTO %s..%s (%s)", tl.Model.RTOMin, tl.Model.RTOMax, r.RTOSource)
+	}
+	fmt.Fprintln(w)
 	fmt.Fprintln(w)
 	viz.Text(w, []viz.Track{{Label: "Timeline (from the last segment received):", Events: tl.Events}}, 60)
 	for _, n := range tl.Notes {
@@ -348,6 +440,30 @@ Instead:
 	if o.svg != "" {
 		fmt.Fprintf(w, "\nTimeline picture written to %s\n", o.svg)
 	}
+}
+
+// planDur renders a detection time: "5.072 s" below a minute, "2 h 11 min 31 s" above.
+func planDur(d time.Duration) string {
+	if d < time.Minute {
+		return fmt.Sprintf("%.3f s", d.Seconds())
+	}
+	return keepalive.HumanDuration(d)
+}
+
+// planTimers is the kernel timer parameters for the model: --hz, else this host's when
+// planning for Linux on Linux, else unknown.
+func planTimers(o *planOptions) host.Timers {
+	var tm host.Timers
+	if o.goos == "linux" && keepalive.GOOS == "linux" {
+		tm = host.DetectTimers(context.Background())
+	}
+	if o.hz != 0 {
+		tm.HZ, tm.HZSource = o.hz, "--hz"
+	}
+	if tm.HZSource == "" {
+		tm.HZSource = fmt.Sprintf("unknown (planning for %s): assumed %d, the coarsest common value", o.goos, keepalive.DefaultHZ)
+	}
+	return tm
 }
 
 func planWriteSVG(path string, r *planResult) error {

@@ -55,7 +55,7 @@ func TestPlanDefaultsExplained(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d", code)
 	}
-	for _, want := range []string{"2 h 11 min 15 s", "ETIMEDOUT", "keepalive probe 9", "keepalive plan --env", "net.ipv4.tcp_keepalive_time = 7200", "timer-wheel"} {
+	for _, want := range []string{"textbook: 2 h 11 min 15 s", "ETIMEDOUT", "keepalive probe 9", "keepalive plan --env", "net.ipv4.tcp_keepalive_time = 7200", "timer-wheel", "Timers: HZ"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("plan output lacks %q:\n%s", want, out)
 		}
@@ -118,7 +118,7 @@ func TestPlanScenariosAndSVG(t *testing.T) {
 		t.Fatalf("nat scenario:\n%s", out)
 	}
 	out, _, _ = planRun(t, "plan", "--list-envs")
-	for _, env := range []string{"linux-conntrack", "aws-nat-gateway", "azure-lb", "aws-elb", "aws-nlb", "gcp-lb", "rfc5382", "mobile-carrier-nat", "consumer-router", "carrier-grade-nat", "corporate-firewall"} {
+	for _, env := range []string{"linux-conntrack", "aws-nat-gateway", "azure-lb", "aws-elb", "aws-alb", "aws-nlb", "gcp-lb", "rfc5382", "mobile-carrier-nat", "consumer-router", "carrier-grade-nat", "corporate-firewall", "unknown-nat", "1 min – 10 min", "data only"} {
 		if !strings.Contains(out, env) {
 			t.Errorf("--list-envs lacks %s", env)
 		}
@@ -148,6 +148,10 @@ func TestPlanBadFlags(t *testing.T) {
 		{[]string{"--env", "moon-nat"}, "known: "},
 		{[]string{"--detect-within", "2s"}, "at least 3s"},
 		{[]string{"--middlebox-timeout", "1s"}, "at least 2s"},
+		{[]string{"--rtt", "1e9", "--scenario", "in-flight"}, "allowed: 0..1m0s"},
+		{[]string{"--hz", "5"}, "allowed: 10..10000"},
+		{[]string{"--segments", "0", "--scenario", "in-flight"}, "allowed: 1.."},
+		{[]string{"--segments", "3"}, "in-flight only"},
 		{[]string{"extra-arg"}, "unknown command"},
 		{[]string{"--bogus"}, "unknown flag"},
 	} {
@@ -193,5 +197,47 @@ func TestSysctlShowAndBadSet(t *testing.T) {
 	out, _, code = planRun(t, "sysctl", "set", "--idle", "300", "--persist", "--dry-run")
 	if code != 0 || !strings.Contains(out, "net.ipv4.tcp_keepalive_time = 300") || !strings.Contains(out, "SO_KEEPALIVE") {
 		t.Fatalf("dry run: exit %d\n%s", code, out)
+	}
+}
+
+// Issue 9: HZ is an input with its source in text and JSON; the user timeout just after a
+// nominal firing names both candidate firings; an interval longer than the NAT timeout
+// lets the mapping expire.
+func TestPlanHZAndWindows(t *testing.T) {
+	out, _, code := planRun(t, "plan", "--idle", "4", "--interval", "3", "--count", "9", "--user-timeout", "7.1s", "--hz", "250", "--json")
+	var r struct {
+		Earliest, Latest int64
+		HZ               int    `json:"hz"`
+		HZSource         string `json:"hz_source"`
+		Timeline         struct {
+			Candidates []struct{ From, To int64 } `json:"candidates"`
+		} `json:"timeline"`
+	}
+	if err := json.Unmarshal([]byte(out), &r); err != nil || code != 0 {
+		t.Fatalf("exit %d %v\n%s", code, err, out)
+	}
+	if r.HZ != 250 || r.HZSource != "--hz" || len(r.Timeline.Candidates) != 2 || r.Earliest > 7118e6 || r.Latest < 10e9 {
+		t.Fatalf("plan --hz 250 4/3/7.1s: %+v", r)
+	}
+	out, _, _ = planRun(t, "plan", "--idle", "4", "--interval", "3", "--user-timeout", "7.1s", "--hz", "250")
+	if !strings.Contains(out, "candidate 1:") || !strings.Contains(out, "candidate 2:") || !strings.Contains(out, "HZ 250 (--hz)") {
+		t.Fatalf("text lacks the candidates or the HZ source:\n%s", out)
+	}
+	out, _, _ = planRun(t, "plan", "--idle", "60s", "--interval", "600s", "--count", "3", "--env", "aws-nat-gateway", "--scenario", "nat")
+	if !strings.Contains(out, "ECONNRESET") || !strings.Contains(out, "max(idle, interval)") {
+		t.Fatalf("interval beyond the NAT timeout: the mapping must expire and a warning say why:\n%s", out)
+	}
+	out, _, code = planRun(t, "plan", "--env", "aws-alb")
+	if code != 0 || !strings.Contains(out, "TCP keepalive cannot keep this flow: use application heartbeats (package heartbeat) or the protocol's own pings") {
+		t.Fatalf("plan --env aws-alb (exit %d):\n%s", code, out)
+	}
+	out, _, _ = planRun(t, "plan", "--env", "consumer-router", "--json")
+	var rec struct {
+		Config struct {
+			Idle float64 `json:"idle_seconds"`
+		} `json:"config"`
+	}
+	if err := json.Unmarshal([]byte(out), &rec); err != nil || rec.Config.Idle >= 60 {
+		t.Fatalf("consumer-router must be planned for its 1-minute low end: %+v %v", rec, err)
 	}
 }

@@ -115,7 +115,9 @@ only the defaults such sockets use.`,
 				if err != nil {
 					return usagef("invalid --env: %v", err)
 				}
-				rec, err := keepalive.Recommend(keepalive.Requirement{MiddleboxTimeout: e.IdleTimeout, OS: "linux"})
+				req := e.Requirement() // a data-only preset yields ErrDataOnly (use heartbeats)
+				req.OS = "linux"
+				rec, err := keepalive.Recommend(req)
 				if err != nil {
 					return err
 				}

@@ -12,7 +12,7 @@ import (
 )
 
 func sampleTracks() []Track {
-	tl := keepalive.Predict(keepalive.Model{Config: keepalive.Config{Idle: 2 * time.Second, Interval: time.Second, Count: 3}, Enabled: true})
+	tl := keepalive.Predict(keepalive.Model{Config: keepalive.Config{Idle: 2 * time.Second, Interval: time.Second, Count: 3}, HZ: 250})
 	return []Track{{Label: "predicted <model>", Events: tl.Events}, {Label: "measured", Events: tl.Events[:3]}}
 }
 
@@ -20,7 +20,7 @@ func TestText(t *testing.T) {
 	var b bytes.Buffer
 	Text(&b, sampleTracks(), 40)
 	out := b.String()
-	for _, want := range []string{"predicted <model>", "▲", "!", "keepalive probe 3", "5s"} {
+	for _, want := range []string{"predicted <model>", "▲", "!", "keepalive probe 3", "5.07s"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("text timeline lacks %q:\n%s", want, out)
 		}
