@@ -222,7 +222,7 @@ func Recommend(req Requirement) (Recommendation, error) {
 	var idle time.Duration
 	if req.DetectWithin > 0 {
 		idle = req.DetectWithin / 2
-		r.Reasons = append(r.Reasons, fmt.Sprintf("detect within %s: spend about half (%s) waiting for idleness, the rest on %d probes", fmtSeconds(req.DetectWithin), fmtSeconds(idle), count))
+		r.Reasons = append(r.Reasons, fmt.Sprintf("detect within %s: spend about half (%s) waiting for idleness, the rest on the probes", fmtSeconds(req.DetectWithin), fmtSeconds(idle)))
 	}
 	if mb := req.MiddleboxTimeout; mb > 0 {
 		maxIdle := maxIdleFor(mb)

@@ -15,7 +15,9 @@ type Limits struct {
 	// MinIdle..MaxIdle, MinInterval..MaxInterval: allowed idle and interval.
 	MinIdle, MaxIdle         time.Duration
 	MinInterval, MaxInterval time.Duration
-	// Resolution is the unit the kernel takes (1 s, or 1 ms on Windows).
+	// Resolution is the unit Validate accepts: whole seconds everywhere (Windows' older
+	// SIO_KEEPALIVE_VALS takes milliseconds, but TCP_KEEPIDLE/TCP_KEEPINTVL take seconds, so
+	// whole seconds keep both paths equal).
 	Resolution time.Duration
 	// MinCount..MaxCount: allowed probe count; MaxCount 0 means the count cannot be set.
 	MinCount, MaxCount int
