@@ -124,6 +124,29 @@ type auditJudge struct {
 	detectWithin time.Duration
 	cache        map[auditVerdictKey]*auditVerdict
 	sysctls      map[string]keepalive.Sysctl
+	// sysctlErrs names the namespaces whose sysctls could not be read (Linux defaults assumed).
+	sysctlErrs map[string]error
+}
+
+// sysctlNote says which namespaces were judged with assumed Linux defaults, "" when none.
+func (j *auditJudge) sysctlNote() string {
+	if len(j.sysctlErrs) == 0 {
+		return ""
+	}
+	names := make([]string, 0, len(j.sysctlErrs))
+	for ns := range j.sysctlErrs {
+		if ns == "" {
+			ns = "current"
+		}
+		names = append(names, ns)
+	}
+	slices.Sort(names)
+	var first error
+	for _, e := range j.sysctlErrs {
+		first = e
+		break
+	}
+	return fmt.Sprintf("sysctls of network namespace %s unreadable (%v): assumed the Linux defaults 7200/75/9", strings.Join(names, ", "), first)
 }
 
 func (j *auditJudge) sysctl(netns string) keepalive.Sysctl {
@@ -133,6 +156,10 @@ func (j *auditJudge) sysctl(netns string) keepalive.Sysctl {
 	s, err := keepalive.ReadSysctl(netns)
 	if err != nil {
 		s = keepalive.Sysctl{NetNS: netns, Keepalive: keepalive.LinuxDefaults(), Retries2: 15}
+		if j.sysctlErrs == nil {
+			j.sysctlErrs = map[string]error{}
+		}
+		j.sysctlErrs[netns] = err
 	}
 	j.sysctls[netns] = s
 	return s
@@ -366,7 +393,7 @@ func (s *auditSummary) procs() []auditProc {
 
 func (s *auditSummary) line() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%d connections, %d at risk", s.total, s.atRisk)
+	fmt.Fprintf(&b, "%s, %d at risk", plural(s.total, "connection"), s.atRisk)
 	if s.atRisk > 0 {
 		var kinds []string
 		for _, k := range []string{"no-keepalive", "middlebox", "in-flight", "slow"} {
@@ -494,7 +521,7 @@ func auditRun(cmd *cobra.Command, g *globalOptions, o *auditOptions) error {
 		w.WriteString("}\n")
 	} else {
 		if sum.inferred > 0 {
-			fmt.Fprintf(w, "~ inferred from the kernel timer for %d connections", sum.inferred)
+			fmt.Fprintf(w, "~ inferred from the kernel timer for %s", plural(sum.inferred, "connection"))
 			switch {
 			case sum.skipped > 0:
 				fmt.Fprintf(w, " (more than %d socket descriptors on the host; use --deep=always for exact values)", auditDeepAutoLimit)
@@ -504,6 +531,9 @@ func auditRun(cmd *cobra.Command, g *globalOptions, o *auditOptions) error {
 			w.WriteString("\n")
 		}
 		w.WriteString(sum.line() + "\n")
+		if n := j.sysctlNote(); n != "" {
+			w.WriteString("Note: " + n + ".\n")
+		}
 	}
 	if err := w.Flush(); err != nil {
 		return err
@@ -845,10 +875,11 @@ func auditWriteSummaryJSON(w io.Writer, sum *auditSummary, j *auditJudge) error 
 		DetectWithin     int64          `json:"detect_within_ms,omitempty"`
 		ByProcess        []auditProc    `json:"by_process"`
 		Text             string         `json:"text"`
+		SysctlsAssumed   string         `json:"sysctls_assumed,omitempty"`
 	}
 	out := summary{Connections: sum.total, AtRisk: sum.atRisk, ByRisk: sum.byKind, Inferred: sum.inferred,
 		WithoutOwner: sum.noOwner, MiddleboxTimeout: j.middlebox.Milliseconds(), DetectWithin: j.detectWithin.Milliseconds(),
-		ByProcess: sum.procs(), Text: sum.line()}
+		ByProcess: sum.procs(), Text: sum.line(), SysctlsAssumed: j.sysctlNote()}
 	b, err := json.Marshal(out)
 	if err != nil {
 		return err

@@ -313,6 +313,6 @@ func enablePrint(w io.Writer, rep *enableRound, watch bool) {
 	if rep.Round > 0 {
 		prefix = fmt.Sprintf("round %d: ", rep.Round)
 	}
-	fmt.Fprintf(w, "%s%d connections: %d %s, %d already set, %d gone, %d failed (settings: %s, %s)\n", prefix,
-		rep.Matched, rep.Changed, verb, rep.Already, rep.Gone, rep.Failed, enableSettingsText(&rep.Config), rep.Source)
+	fmt.Fprintf(w, "%s%s: %d %s, %d already set, %d gone, %d failed (settings: %s, %s)\n", prefix,
+		plural(rep.Matched, "connection"), rep.Changed, verb, rep.Already, rep.Gone, rep.Failed, enableSettingsText(&rep.Config), rep.Source)
 }

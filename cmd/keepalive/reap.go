@@ -115,6 +115,10 @@ func reapRun(cmd *cobra.Command, g *globalOptions, o *reapOptions) error {
 			break
 		}
 	}
+	if rep.Destroyed == 0 && rep.Gone == 0 && errors.Is(firstErr, os.ErrPermission) {
+		// Nothing could be done at all: the error alone, no table of failures.
+		return fmt.Errorf("reap: %w", firstErr)
+	}
 	if g.JSON {
 		if err := g.printJSON(rep); err != nil {
 			return err
@@ -140,9 +144,9 @@ func reapRun(cmd *cobra.Command, g *globalOptions, o *reapOptions) error {
 		}
 		tw.Flush()
 		if o.dryRun {
-			fmt.Fprintf(g.Stdout, "%d connections match %s; nothing destroyed (--dry-run)\n", rep.Matched, rep.Selector)
+			fmt.Fprintf(g.Stdout, "%s %s; nothing destroyed (--dry-run)\n", plural(rep.Matched, "connection"), matchVerb(rep.Matched)+" "+rep.Selector)
 		} else {
-			fmt.Fprintf(g.Stdout, "%d connections match %s: %d destroyed, %d already gone, %d failed", rep.Matched, rep.Selector, rep.Destroyed, rep.Gone, rep.Failed)
+			fmt.Fprintf(g.Stdout, "%s %s: %d destroyed, %d already gone, %d failed", plural(rep.Matched, "connection"), matchVerb(rep.Matched)+" "+rep.Selector, rep.Destroyed, rep.Gone, rep.Failed)
 			if rep.Skipped > 0 {
 				fmt.Fprintf(g.Stdout, ", %d not tried", rep.Skipped)
 			}
@@ -150,7 +154,15 @@ func reapRun(cmd *cobra.Command, g *globalOptions, o *reapOptions) error {
 		}
 	}
 	if firstErr != nil {
-		return fmt.Errorf("reap: %d of %d connections could not be destroyed: %w", rep.Failed+rep.Skipped, rep.Matched, firstErr)
+		return fmt.Errorf("reap: %d of %s could not be destroyed: %w", rep.Failed+rep.Skipped, plural(rep.Matched, "connection"), firstErr)
 	}
 	return nil
+}
+
+// matchVerb agrees "match" with a count.
+func matchVerb(n int) string {
+	if n == 1 {
+		return "matches"
+	}
+	return "match"
 }
