@@ -36,7 +36,7 @@ func BenchmarkWalk(b *testing.B) {
 // BenchmarkScanOwners measures the /proc/*/fd pass alone.
 func BenchmarkScanOwners(b *testing.B) {
 	for b.Loop() {
-		if _, err := scanOwners(nil); err != nil {
+		if _, err := scanOwners(nil, false); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -46,7 +46,7 @@ type diagConn struct {
 	buf []byte
 }
 
-func openDiag(netns string) (*diagConn, error) {
+func openDiag(netns *NetNS) (*diagConn, error) {
 	var fd int
 	err := inNetNS(netns, func() error {
 		var err error

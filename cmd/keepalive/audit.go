@@ -124,8 +124,31 @@ type auditJudge struct {
 	detectWithin time.Duration
 	cache        map[auditVerdictKey]*auditVerdict
 	sysctls      map[string]keepalive.Sysctl
+	// containers caches the container of each owning process (nil: none).
+	containers map[int]*host.Container
 	// sysctlErrs names the namespaces whose sysctls could not be read (Linux defaults assumed).
 	sysctlErrs map[string]error
+}
+
+// containerOf is the container of the socket's first owner, else of its namespace.
+func (j *auditJudge) containerOf(s *host.Socket) *host.Container {
+	for _, o := range s.Owners {
+		c, ok := j.containers[o.PID]
+		if !ok {
+			c, _ = host.ContainerOf(o.PID)
+			if j.containers == nil {
+				j.containers = map[int]*host.Container{}
+			}
+			j.containers[o.PID] = c
+		}
+		if c != nil {
+			return c
+		}
+	}
+	if s.Namespace != nil {
+		return s.Namespace.Container
+	}
+	return nil
 }
 
 // sysctlNote says which namespaces were judged with assumed Linux defaults, "" when none.
@@ -279,6 +302,8 @@ type auditRow struct {
 type auditSock struct {
 	Local, Remote netip.AddrPort
 	NetNS         string
+	ns            *host.NetNS
+	container     *host.Container
 	Owners        []host.Owner
 	Cookie        uint64
 	TimerExpires  time.Duration
@@ -297,7 +322,7 @@ type auditSock struct {
 }
 
 func auditSockOf(s *host.Socket, owners []host.Owner) auditSock {
-	a := auditSock{Local: s.Local, Remote: s.Remote, NetNS: s.NetNS, Owners: owners, Cookie: s.Cookie,
+	a := auditSock{Local: s.Local, Remote: s.Remote, NetNS: s.NetNS, ns: s.Namespace, Owners: owners, Cookie: s.Cookie,
 		TimerExpires: s.TimerExpires, Inode: s.Inode, SendQ: s.SendQ, RecvQ: s.RecvQ,
 		TimerRetrans: int32(s.TimerRetrans), Family: uint8(s.Family), State: s.State, Timer: s.Timer}
 	if s.Info != nil {
@@ -472,6 +497,7 @@ func auditRun(cmd *cobra.Command, g *globalOptions, o *auditOptions) error {
 	err = host.Walk(cmd.Context(), opt, func(s *host.Socket) error {
 		sys := j.sysctl(s.NetNS)
 		r := auditRow{sock: auditSockOf(s, s.Owners), ka: auditSettings(s, sys)}
+		r.sock.container = j.containerOf(s)
 		r.verdict = j.judge(s, r.ka, sys)
 		sum.add(&r, s.SettingsErr)
 		if streaming {
@@ -666,7 +692,11 @@ func auditTimerText(s *auditSock) string {
 // formatted cells: text/tabwriter would hold every cell of 200 000 rows in memory.
 func auditTable(w io.Writer, rows []*auditRow) {
 	multiNS := slices.ContainsFunc(rows, func(r *auditRow) bool { return r.sock.NetNS != "" })
+	withCont := slices.ContainsFunc(rows, func(r *auditRow) bool { return r.sock.container != nil })
 	head := []string{"LOCAL", "PEER", "STATE", "PROCESS", "KEEPALIVE", "IDLE", "UNACKED", "TIMER", "DETECT", "RISK"}
+	if withCont {
+		head = slices.Insert(head, 4, "CONTAINER")
+	}
 	if multiNS {
 		head = append([]string{"NETNS"}, head...)
 	}
@@ -679,7 +709,7 @@ func auditTable(w io.Writer, rows []*auditRow) {
 	}
 	measure(head)
 	for _, r := range rows {
-		measure(auditCells(cells, r, multiNS))
+		measure(auditCells(cells, r, multiNS, withCont))
 	}
 	var line []byte
 	emit := func(cs []string) {
@@ -697,16 +727,19 @@ func auditTable(w io.Writer, rows []*auditRow) {
 	}
 	emit(head)
 	for _, r := range rows {
-		emit(auditCells(cells, r, multiNS))
+		emit(auditCells(cells, r, multiNS, withCont))
 	}
 }
 
 // auditCells formats one row into cells (reused between rows).
-func auditCells(cells []string, r *auditRow, multiNS bool) []string {
+func auditCells(cells []string, r *auditRow, multiNS, withCont bool) []string {
 	s := &r.sock
 	cells = cells[:0]
 	if multiNS {
 		ns := s.NetNS
+		if l := s.ns.Label(); l != "" {
+			ns = l
+		}
 		if ns == "" {
 			ns = "-"
 		}
@@ -726,8 +759,15 @@ func auditCells(cells []string, r *auditRow, multiNS bool) []string {
 	if s.hasInfo {
 		idle = auditDur(s.idle)
 	}
-	return append(cells, s.Local.String(), s.Remote.String(), s.State.String(), auditProcText(s.Owners),
-		auditKAText(r.ka), idle, strconv.FormatUint(uint64(s.SendQ), 10), auditTimerText(s), detect, risk)
+	cells = append(cells, s.Local.String(), s.Remote.String(), s.State.String(), auditProcText(s.Owners))
+	if withCont {
+		c := "-"
+		if s.container != nil {
+			c = s.container.Label()
+		}
+		cells = append(cells, c)
+	}
+	return append(cells, auditKAText(r.ka), idle, strconv.FormatUint(uint64(s.SendQ), 10), auditTimerText(s), detect, risk)
 }
 
 // auditAppendJSON appends one connection as a JSON object, without reflection (audit of
@@ -737,8 +777,31 @@ func auditAppendJSON(b []byte, r *auditRow) []byte {
 	b = append(b, '{')
 	if s.NetNS != "" {
 		b = append(b, `"netns":`...)
-		b = auditAppendString(b, s.NetNS)
+		label := s.NetNS
+		if l := s.ns.Label(); l != "" {
+			label = l
+		}
+		b = auditAppendString(b, label)
+		if label != s.NetNS {
+			b = append(b, `,"netns_path":`...)
+			b = auditAppendString(b, s.NetNS)
+		}
+		if s.ns != nil && s.ns.Inode != 0 {
+			b = append(b, `,"netns_inode":`...)
+			b = strconv.AppendUint(b, s.ns.Inode, 10)
+		}
 		b = append(b, ',')
+	}
+	if c := s.container; c != nil {
+		b = append(b, `"container":{"runtime":`...)
+		b = auditAppendString(b, c.Runtime)
+		b = append(b, `,"id":`...)
+		b = auditAppendString(b, c.ID)
+		if c.Pod != "" {
+			b = append(b, `,"pod":`...)
+			b = auditAppendString(b, c.Pod)
+		}
+		b = append(b, `},`...)
 	}
 	if s.Family == 10 {
 		b = append(b, `"family":"ipv6","local":"`...)

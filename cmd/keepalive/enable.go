@@ -167,7 +167,7 @@ type enableRound struct {
 
 func enableRun(cmd *cobra.Command, g *globalOptions, o *enableOptions) error {
 	if !o.sel.given() && !o.all {
-		return usagef("enable changes running processes: select connections with --port, --peer, --pid, --comm, --state or --idle-over, or pass --all")
+		return usagef("enable changes running processes: select connections with --port, --peer, --pid, --comm, --cgroup, --container, --cookie, --state or --idle-over, or pass --all")
 	}
 	opt, err := o.sel.listOptions()
 	if err != nil {
@@ -223,7 +223,7 @@ func enableRun(cmd *cobra.Command, g *globalOptions, o *enableOptions) error {
 			if !o.dryRun && (r.Err == nil || errors.Is(r.Err, host.ErrGone)) {
 				handled[r.Socket.Cookie] = true
 			}
-			j := enableResultJSON{NetNS: r.Socket.NetNS, Local: r.Socket.Local.String(), Peer: r.Socket.Remote.String(),
+			j := enableResultJSON{NetNS: nsText(&r.Socket), Local: r.Socket.Local.String(), Peer: r.Socket.Remote.String(),
 				State: r.Socket.State.String(), Cookie: r.Socket.Cookie, PID: r.Owner.PID, Comm: r.Owner.Comm, FD: r.Owner.FD, Changed: r.Changed}
 			switch {
 			case r.Err == nil:

@@ -12,6 +12,7 @@ import (
 
 type reapOptions struct {
 	sel    selectorFlags
+	self   selfGuard
 	dryRun bool
 }
 
@@ -25,6 +26,7 @@ type reapResultJSON struct {
 	IdleMS    int64  `json:"idle_ms"`
 	Destroyed bool   `json:"destroyed"`
 	Gone      bool   `json:"gone,omitempty"`
+	Protected bool   `json:"protected,omitempty"`
 	Error     string `json:"error,omitempty"`
 }
 
@@ -37,6 +39,8 @@ type reapReport struct {
 	Gone      int              `json:"gone"`
 	Failed    int              `json:"failed"`
 	Skipped   int              `json:"skipped,omitempty"`
+	// Protected counts matching connections of this command's own session, left alone.
+	Protected int `json:"protected,omitempty"`
 }
 
 func newReapCmd(g *globalOptions) *cobra.Command {
@@ -49,8 +53,10 @@ the owning process's next call on the socket fails with ECONNABORTED and the pee
 receives an RST. Each connection is addressed by its exact identity (addresses, ports
 and socket cookie), so a newer connection that reused the same addresses is never hit.
 
-At least one selector is required (--port --peer --pid --comm --state --idle-over);
-there is deliberately no --all. Without --state, every connected state is matched
+At least one narrowing selector is required (--port --peer --pid --comm --cgroup
+--container --cookie); --state and --idle-over only narrow further, and there is
+deliberately no --all. Connections of the session you run it from (owned by this command's
+ancestor processes, such as the sshd session) are never destroyed unless --include-self. Without --state, every connected state is matched
 (established, syn-sent, fin-wait-*, close-wait, last-ack, closing). Use --dry-run
 first to see what would be destroyed; 'keepalive audit' with the same selectors shows
 why. Needs CAP_NET_ADMIN and a kernel with CONFIG_INET_DIAG_DESTROY. A connection that
@@ -70,13 +76,15 @@ destroyed.`,
 	}
 	o.sel.register(cmd.Flags())
 	cmd.Flags().BoolVar(&o.dryRun, "dry-run", false, "list what would be destroyed, destroy nothing")
+	o.self.registerSelf(cmd.Flags())
 	return cmd
 }
 
 func reapRun(cmd *cobra.Command, g *globalOptions, o *reapOptions) error {
-	if !o.sel.given() {
-		return usagef("reap destroys connections: select them with --port, --peer, --pid, --comm, --state or --idle-over (there is no --all)")
+	if !o.sel.narrows() {
+		return usagef("reap destroys connections: select them with --port, --peer, --pid, --comm, --cgroup, --container or --cookie (--state and --idle-over alone would select every connection of the host; there is no --all)")
 	}
+	o.self.init()
 	opt, err := o.sel.listOptions()
 	if err != nil {
 		return err
@@ -91,8 +99,14 @@ func reapRun(cmd *cobra.Command, g *globalOptions, o *reapOptions) error {
 	var firstErr error
 	for i := range socks {
 		s := &socks[i]
-		r := reapResultJSON{NetNS: s.NetNS, Local: s.Local.String(), Peer: s.Remote.String(), State: s.State.String(),
+		r := reapResultJSON{NetNS: nsText(s), Local: s.Local.String(), Peer: s.Remote.String(), State: s.State.String(),
 			Cookie: s.Cookie, Process: auditProcText(s.Owners), IdleMS: s.Idle().Milliseconds()}
+		if o.self.protects(s) {
+			r.Protected, r.Error = true, "carries this session (owned by an ancestor of this command; --include-self to destroy it)"
+			rep.Protected++
+			rep.Results = append(rep.Results, r)
+			continue
+		}
 		if !o.dryRun {
 			switch err := host.Destroy(ctx, *s); {
 			case err == nil:
@@ -131,6 +145,8 @@ func reapRun(cmd *cobra.Command, g *globalOptions, o *reapOptions) error {
 			switch {
 			case o.dryRun:
 				res = "would destroy"
+			case r.Protected:
+				res = "kept: carries this session (--include-self)"
 			case r.Gone:
 				res = "already gone"
 			case r.Error != "":
@@ -149,6 +165,9 @@ func reapRun(cmd *cobra.Command, g *globalOptions, o *reapOptions) error {
 			fmt.Fprintf(g.Stdout, "%s %s: %d destroyed, %d already gone, %d failed", plural(rep.Matched, "connection"), matchVerb(rep.Matched)+" "+rep.Selector, rep.Destroyed, rep.Gone, rep.Failed)
 			if rep.Skipped > 0 {
 				fmt.Fprintf(g.Stdout, ", %d not tried", rep.Skipped)
+			}
+			if rep.Protected > 0 {
+				fmt.Fprintf(g.Stdout, ", %d kept (this session's)", rep.Protected)
 			}
 			fmt.Fprintln(g.Stdout)
 		}

@@ -41,6 +41,25 @@ func Open(name string) (netns.NsHandle, error) {
 	return h, nil
 }
 
+// OpenInode is Open checked against the namespace's inode (when ino is not 0): a path such as
+// /proc/PID/ns/net may meanwhile belong to a different process and namespace.
+func OpenInode(name string, ino uint64) (netns.NsHandle, error) {
+	h, err := Open(name)
+	if err != nil || ino == 0 {
+		return h, err
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(int(h), &st); err != nil {
+		h.Close()
+		return netns.None(), fmt.Errorf("network namespace %q: %w", name, err)
+	}
+	if st.Ino != ino {
+		h.Close()
+		return netns.None(), fmt.Errorf("network namespace %q is now net:[%d], not net:[%d] (its process exited): %w", name, st.Ino, ino, fs.ErrNotExist)
+	}
+	return h, nil
+}
+
 // Do runs fn on a dedicated OS thread that has joined the namespace h and waits for it.
 // Sockets fn creates belong to that namespace and stay there.
 func Do(h netns.NsHandle, fn func() error) error {
