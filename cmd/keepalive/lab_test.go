@@ -255,7 +255,7 @@ func testLabNotRoot(t *testing.T, bin string) {
 		cmd.Stderr = &e
 		err := cmd.Run()
 		var ee *exec.ExitError
-		if !errors.As(err, &ee) || ee.ExitCode() != exitInterrupted {
+		if !errors.As(err, &ee) || ee.ExitCode() != exitError1 {
 			t.Errorf("%v as nobody: %v, want exit %d", args, err, exitError1)
 		}
 		if !strings.Contains(e.String(), "needs root") {
