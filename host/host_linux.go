@@ -76,7 +76,7 @@ func Walk(ctx context.Context, opt ListOptions, fn func(*Socket) error) error {
 	if opt.NoInfo && w.sel.IdleOver == 0 {
 		ext = 0
 	}
-	read := 0
+	read, denied := 0, 0
 	var firstErr error
 	for i, ns := range nss {
 		c, err := openDiag(ns)
@@ -111,12 +111,19 @@ func Walk(ctx context.Context, opt ListOptions, fn func(*Socket) error) error {
 			if firstErr == nil {
 				firstErr = err
 			}
+			if errors.Is(err, unix.EPERM) || errors.Is(err, unix.EACCES) {
+				denied++ // one warning for all of them, below
+				continue
+			}
 			if opt.Warn != nil {
 				opt.Warn(fmt.Errorf("skipping network namespace %s: %w", nsLabel(ns), err))
 			}
 			continue
 		}
 		read++
+	}
+	if denied > 0 && read > 0 && opt.Warn != nil {
+		opt.Warn(fmt.Errorf("skipped %d network namespaces that this process may not enter (entering one needs CAP_SYS_ADMIN: run as root)", denied))
 	}
 	if read == 0 && firstErr != nil {
 		return fmt.Errorf("host: no network namespace could be read: %w", firstErr)

@@ -535,7 +535,7 @@ func auditRun(cmd *cobra.Command, g *globalOptions, o *auditOptions) error {
 				buf = auditAppendJSON(buf[:0], r)
 				w.Write(buf)
 			}
-		} else {
+		} else if len(rows) > 0 {
 			auditTable(w, rows)
 		}
 	}

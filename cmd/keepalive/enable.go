@@ -282,6 +282,9 @@ func enablePrint(w io.Writer, rep *enableRound, watch bool) {
 		return // quiet rounds stay quiet
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	if len(rep.Results) == 0 {
+		tw = tabwriter.NewWriter(io.Discard, 0, 0, 2, ' ', 0) // no empty table
+	}
 	verb := "changed"
 	if rep.DryRun {
 		verb = "would change"

@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"text/tabwriter"
 
@@ -139,6 +140,9 @@ func reapRun(cmd *cobra.Command, g *globalOptions, o *reapOptions) error {
 		}
 	} else {
 		tw := tabwriter.NewWriter(g.Stdout, 0, 0, 2, ' ', 0)
+		if len(rep.Results) == 0 {
+			tw = tabwriter.NewWriter(io.Discard, 0, 0, 2, ' ', 0) // no empty table
+		}
 		fmt.Fprintln(tw, "LOCAL\tPEER\tSTATE\tPROCESS\tIDLE\tRESULT")
 		for _, r := range rep.Results {
 			res := "destroyed"
