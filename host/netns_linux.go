@@ -255,7 +255,7 @@ func Namespaces(warn func(error)) ([]NetNS, error) {
 			}
 			n := &out[i]
 			if n.Current {
-				break // the host's processes need no labels
+				continue // the host's processes need no labels; other threads may be elsewhere
 			}
 			if n.PID == 0 {
 				n.PID, n.Comm = pid, readComm(pid)
