@@ -57,10 +57,22 @@ func Walk(ctx context.Context, opt ListOptions, fn func(*Socket) error) error {
 				scanPIDs = []int{-1}
 			}
 		}
+		priv := currentPrivilege()
+		if explicit && priv.secure && priv.ruid != 0 {
+			// Set-user-ID or file capabilities: only the real user's own processes.
+			for _, pid := range scanPIDs {
+				if err := priv.allows(pid); err != nil && !errors.Is(err, ErrGone) {
+					return fmt.Errorf("host: %w", err)
+				}
+			}
+		}
 		w.scanDone = make(chan struct{})
 		go func() {
 			defer close(w.scanDone)
 			w.idx, w.scanErr = scanOwners(scanPIDs, explicit)
+			if w.scanErr == nil && priv.secure && priv.ruid != 0 {
+				w.idx.keepOwnedBy(priv)
+			}
 		}()
 		if len(scanPIDs) > 0 {
 			// A scan of a few processes is quick: wait for it instead of parking records.

@@ -110,6 +110,33 @@ func scanOwners(pids []int, explicit bool) (*ownerIndex, error) {
 	return x, nil
 }
 
+// keepOwnedBy drops the descriptors of processes p does not allow (set-user-ID or
+// file-capability runs see only their real user's processes as owners).
+func (x *ownerIndex) keepOwnedBy(p privilege) {
+	allowed := make([]bool, len(x.procs))
+	for i, pr := range x.procs {
+		allowed[i] = p.allows(pr.pid) == nil
+	}
+	for ino, li := range x.first {
+		// Unlink the chain entries of processes not allowed.
+		prev := int32(-1)
+		for cur := li; cur >= 0; cur = x.links[cur].next {
+			if allowed[x.links[cur].proc] {
+				prev = cur
+				continue
+			}
+			if prev < 0 {
+				x.first[ino] = x.links[cur].next
+			} else {
+				x.links[prev].next = x.links[cur].next
+			}
+		}
+		if x.first[ino] < 0 {
+			delete(x.first, ino)
+		}
+	}
+}
+
 // owners appends the owners of inode to dst.
 func (x *ownerIndex) owners(inode uint32, dst []Owner) []Owner {
 	li, ok := x.first[inode]

@@ -134,3 +134,48 @@ func TestUnprivilegedErrorsNameTheFix(t *testing.T) {
 		t.Errorf("connection harmed by the failed reap: %v", err)
 	}
 }
+
+// TestSetuidRunRefusesOthers installs the binary set-user-ID root and runs it as uid 65534
+// (AT_SECURE): it must refuse to change or destroy the connections of a root process, and say
+// why, while the connection stays untouched.
+func TestSetuidRunRefusesOthers(t *testing.T) {
+	nstest.Need(t, os.Geteuid() == 0, "needs root to install a set-user-ID binary")
+	lab := newHostLab(t, 2) // a root process with two connections, in namespace A
+	bin := lab.bin
+	for d := filepath.Dir(bin); d != os.TempDir() && d != "/"; d = filepath.Dir(d) {
+		os.Chmod(d, 0o755)
+	}
+	if err := os.Chmod(bin, 0o755|os.ModeSetuid); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.Chmod(bin, 0o755) })
+	nobody := func(args ...string) (string, string, int) {
+		var o, e bytes.Buffer
+		cmd := exec.Command(bin, args...)
+		cmd.Stdout, cmd.Stderr = &o, &e
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+		err := cmd.Run()
+		if ee, ok := err.(*exec.ExitError); ok {
+			return o.String(), e.String(), ee.ExitCode()
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		return o.String(), e.String(), 0
+	}
+	const refusal = "who ran this set-user-ID or file-capability program"
+	out, errOut, code := nobody("enable", "--pid", lab.pid(), "--idle", "60")
+	if code != 1 || !strings.Contains(out+errOut, refusal) || strings.Contains(out+errOut, "setcap") {
+		t.Fatalf("set-user-ID enable on root's connections: exit %d\n%s%s", code, out, errOut)
+	}
+	out, errOut, code = nobody("reap", "--pid", lab.pid())
+	if code != 1 || !strings.Contains(out+errOut, refusal) {
+		t.Fatalf("set-user-ID reap on root's connections: exit %d\n%s%s", code, out, errOut)
+	}
+	for _, s := range lab.settings() {
+		if !strings.HasPrefix(s, "false ") {
+			t.Fatalf("a refused run changed the settings: %v", lab.settings())
+		}
+	}
+	lab.quiet(300 * time.Millisecond) // no connection was destroyed
+}
+
