@@ -178,4 +178,3 @@ func TestSetuidRunRefusesOthers(t *testing.T) {
 	}
 	lab.quiet(300 * time.Millisecond) // no connection was destroyed
 }
-
