@@ -148,7 +148,25 @@ func TestContainerConnections(t *testing.T) {
 		}
 	})
 	t.Run("ContainerAndPID", func(t *testing.T) {
-		for _, sel := range [][]string{{"--container", short}, {"--container", cid}, {"--pid", pid}, {"--comm", "ctrpair", "--port", port}} {
+		sels := [][]string{{"--container", short}, {"--container", cid}, {"--pid", pid}, {"--comm", "ctrpair", "--port", port}}
+		// The container's cgroup, as /proc/PID/cgroup shows it (a v1 line on a hybrid host with
+		// the cgroupfs driver, a v2 scope with the systemd driver), relative and absolute.
+		if b, err := os.ReadFile("/proc/" + pid + "/cgroup"); err == nil {
+			for _, line := range strings.Split(string(b), "\n") {
+				f := strings.SplitN(line, ":", 3)
+				if len(f) == 3 && strings.Contains(f[2], cid) {
+					sels = append(sels, []string{"--cgroup", f[2]})
+					if ctl := strings.TrimPrefix(f[1], "name="); ctl != "" && !strings.Contains(ctl, ",") {
+						if _, err := os.Stat("/sys/fs/cgroup/" + ctl + f[2]); err == nil {
+							sels = append(sels, []string{"--cgroup", "/sys/fs/cgroup/" + ctl + f[2]})
+						}
+					}
+					break
+				}
+			}
+		}
+		t.Logf("selectors: %v", sels)
+		for _, sel := range sels {
 			a, _ := ctrRun(t, bin, sel...)
 			if n := mine(a); n != want || len(a.Connections) != want {
 				t.Fatalf("audit %v: %d of %d rows are the container's, want %d", sel, n, len(a.Connections), want)
