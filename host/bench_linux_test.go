@@ -41,3 +41,17 @@ func BenchmarkScanOwners(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkNamespaces measures the discovery of every network namespace on the host (mounts,
+// every process and thread), the extra work of --all-netns before any socket is dumped.
+func BenchmarkNamespaces(b *testing.B) {
+	n := 0
+	for b.Loop() {
+		all, err := Namespaces(nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		n = len(all)
+	}
+	b.ReportMetric(float64(n), "namespaces")
+}
