@@ -125,3 +125,24 @@ func TestNamespacesThreadAndNamed(t *testing.T) {
 		t.Fatalf("%d sockets in the thread's namespace, want 2: %v", n, socks)
 	}
 }
+
+func TestParseNsfsMount(t *testing.T) {
+	m, ok := parseNsfsMount(`600 30 0:4 net:[4026532999] /run/docker/netns/with\040space rw shared:5 - nsfs nsfs rw`)
+	if !ok || m.inode != 4026532999 || m.path != "/run/docker/netns/with space" {
+		t.Fatalf("%+v %v", m, ok)
+	}
+	for _, l := range []string{"", "1 2 - nsfs", `601 30 0:4 mnt:[4026531840] /run/x rw - nsfs nsfs rw`, `602 30 0:4 / /run/x rw - ext4 /dev/vda rw`} {
+		if m, ok := parseNsfsMount(l); ok {
+			t.Errorf("parseNsfsMount(%q) = %+v", l, m)
+		}
+	}
+}
+
+func FuzzParseNsfsMount(f *testing.F) {
+	f.Add(`547 30 0:4 net:[4026532455] /run/netns/x rw shared:123 - nsfs nsfs rw`)
+	f.Fuzz(func(t *testing.T, line string) {
+		if m, ok := parseNsfsMount(line); ok && (m.path == "" || !strings.Contains(line, "nsfs")) {
+			t.Fatalf("accepted %q as %+v", line, m)
+		}
+	})
+}
