@@ -138,6 +138,13 @@ func ResolveNetNS(name string) (NetNS, error) {
 	}
 	if strings.HasPrefix(path, "/proc/") {
 		n.Inode = st.Ino
+		// /proc/PID/ns/net or /proc/PID/task/TID/ns/net: label it by its process.
+		if f := strings.Split(path, "/"); len(f) > 2 {
+			if pid, err := strconv.Atoi(f[2]); err == nil && pid > 0 {
+				n.PID, n.Comm = pid, readComm(pid)
+				n.Container, _ = ContainerOf(pid)
+			}
+		}
 	} else {
 		ino, err := nsfsInode(path)
 		if err != nil {
