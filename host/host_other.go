@@ -71,3 +71,8 @@ func ResolveNetNS(name string) (NetNS, error) {
 
 // NamespaceOf works on Linux only.
 func NamespaceOf(pid int) (NetNS, error) { return NetNS{}, errLinuxOnly("network namespaces") }
+
+// DockerContainerID works on Linux only.
+func DockerContainerID(ctx context.Context, socket, name string) (string, error) {
+	return "", errLinuxOnly("asking the Docker engine")
+}

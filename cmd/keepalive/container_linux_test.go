@@ -148,7 +148,7 @@ func TestContainerConnections(t *testing.T) {
 		}
 	})
 	t.Run("ContainerAndPID", func(t *testing.T) {
-		sels := [][]string{{"--container", short}, {"--container", cid}, {"--pid", pid}, {"--comm", "ctrpair", "--port", port}}
+		sels := [][]string{{"--container", short}, {"--container", cid}, {"--container", name}, {"--pid", pid}, {"--comm", "ctrpair", "--port", port}}
 		// The container's cgroup, as /proc/PID/cgroup shows it (a v1 line on a hybrid host with
 		// the cgroupfs driver, a v2 scope with the systemd driver), relative and absolute.
 		if b, err := os.ReadFile("/proc/" + pid + "/cgroup"); err == nil {
@@ -186,6 +186,12 @@ func TestContainerConnections(t *testing.T) {
 			if c.Keepalive.Enabled == nil || !*c.Keepalive.Enabled || c.Keepalive.IdleMS != 77000 {
 				t.Fatalf("after enable: %+v", c)
 			}
+		}
+	})
+	t.Run("UnknownName", func(t *testing.T) {
+		_, errOut, code := hostRun(t, bin, "audit", "--container", "keepalive-test-no-such-"+id)
+		if code != 1 || !strings.Contains(errOut, "no such container") {
+			t.Fatalf("unknown container name: exit %d (want 1): %s", code, errOut)
 		}
 	})
 	t.Run("Reap", func(t *testing.T) {

@@ -57,6 +57,9 @@ func usagef(format string, a ...any) error { return &usageError{fmt.Errorf(forma
 // one of cobra's own argument errors (plain errors wrapping nothing, recognised by how they
 // start). A runtime error whose text happens to say "invalid argument" (EINVAL) is not one.
 func isUsageError(err error) bool {
+	if err == nil {
+		return false
+	}
 	var ue *usageError
 	if errors.As(err, &ue) {
 		return true

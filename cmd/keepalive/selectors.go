@@ -1,10 +1,12 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"net/netip"
 	"os"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -39,6 +41,9 @@ type selectorFlags struct {
 	cookies    []string
 }
 
+// containerName is what Docker accepts as a container name.
+var containerName = regexp.MustCompile(`^/?[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$`)
+
 // register adds --port --peer --pid --comm --state --idle-over --netns --all-netns to fs.
 func (s *selectorFlags) register(fs *pflag.FlagSet) {
 	fs.StringSliceVar(&s.ports, "port", nil, "local or remote port (repeatable, comma-separated)")
@@ -48,7 +53,7 @@ func (s *selectorFlags) register(fs *pflag.FlagSet) {
 	fs.StringSliceVar(&s.states, "state", nil, "TCP state: established, syn-sent, fin-wait-1, fin-wait-2, close-wait, last-ack, closing, time-wait, listen (default: all connected states)")
 	fs.Var(newDurationValue(&s.idleOver), "idle-over", "only connections idle (nothing received) for longer than this, e.g. 10m")
 	fs.StringSliceVar(&s.cgroups, "cgroup", nil, "owning process in this cgroup or below: a path relative to the cgroup root (/system.slice/nginx.service) or under /sys/fs/cgroup (repeatable)")
-	fs.StringSliceVar(&s.containers, "container", nil, "owning process in this container: docker/containerd/cri-o ID or prefix (≥ 4 characters), or Kubernetes pod UID (repeatable)")
+	fs.StringSliceVar(&s.containers, "container", nil, "owning process in this container: docker/containerd/cri-o ID or prefix (≥ 4 characters), Kubernetes pod UID, or Docker container name (repeatable)")
 	fs.StringSliceVar(&s.cookies, "cookie", nil, "socket cookie, as audit --json and reap --json print it (repeatable)")
 	fs.StringVar(&s.netns, "netns", "", "network namespace to look in: a name from 'ip netns list' or a path (/var/run/docker/netns/ID, /proc/PID/ns/net); default: the current one, or where the --pid/--comm/--cgroup/--container processes live")
 	fs.BoolVar(&s.allNetNS, "all-netns", false, "look in every network namespace of the host: ip netns, containers' and every process's")
@@ -130,11 +135,21 @@ func (s *selectorFlags) selector() (host.Selector, error) {
 		sel.Cgroups = append(sel.Cgroups, c)
 	}
 	for _, c := range s.containers {
-		c = strings.ToLower(strings.TrimSpace(c))
-		if len(c) < 4 || len(c) > 64 || strings.Trim(c, "0123456789abcdef-_") != "" {
-			return sel, usagef("invalid --container %q (a container ID or prefix of 4..64 hex digits, or a pod UID)", c)
+		c = strings.TrimSpace(c)
+		lc := strings.ToLower(c)
+		switch {
+		case len(lc) >= 4 && len(lc) <= 64 && strings.Trim(lc, "0123456789abcdef-_") == "" && strings.Trim(lc[:1], "0123456789abcdef") == "":
+			sel.Containers = append(sel.Containers, lc) // ID, ID prefix or pod UID
+		case containerName.MatchString(c):
+			// A name, as 'docker ps' shows it: the engine knows its ID.
+			id, err := host.DockerContainerID(context.Background(), "", c)
+			if err != nil {
+				return sel, err
+			}
+			sel.Containers = append(sel.Containers, id)
+		default:
+			return sel, usagef("invalid --container %q (a container ID or prefix of 4..64 hex digits, a pod UID, or a Docker container name)", c)
 		}
-		sel.Containers = append(sel.Containers, c)
 	}
 	for _, c := range s.cookies {
 		n, err := strconv.ParseUint(strings.TrimPrefix(strings.TrimSpace(c), "0x"), cookieBase(c), 64)

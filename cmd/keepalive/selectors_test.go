@@ -90,7 +90,7 @@ func TestSelectorFlagsContainers(t *testing.T) {
 		t.Fatalf("%+v", opt)
 	}
 	for _, bad := range [][]string{
-		{"--container", "abc"}, {"--container", "xyz123"}, {"--cookie", "0"}, {"--cookie", "cookie"},
+		{"--container", "a b"}, {"--container", "-bad"}, {"--cookie", "0"}, {"--cookie", "cookie"},
 		{"--cgroup", "/a/../b"}, {"--netns", "../x"}, {"--netns", "a/b"}, {"--netns", "/var/run/netns/../x"},
 	} {
 		if _, err := parse(bad...); !isUsageError(err) {
