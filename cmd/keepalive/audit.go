@@ -50,7 +50,10 @@ that vanished silently (crash, pulled cable, black-holed path), and flags those 
                          tcp_retries2 ends it (≈ 15 min)
   slow                   detection takes longer than --detect-within
 
-Columns: LOCAL PEER STATE PROCESS (pid/comm, several when shared), KEEPALIVE (off, or
+Columns: NETNS (with --all-netns or when a selector follows processes into other
+namespaces: the namespace's name, its container as docker:ID or k8s:POD/ID, or its first
+process), LOCAL PEER STATE PROCESS (pid/comm, several when shared), CONTAINER (when an
+owner runs in a container: from /proc/PID/cgroup), KEEPALIVE (off, or
 idle/interval/count and "ut" user timeout), IDLE (since the last segment received),
 UNACKED (bytes not yet acknowledged, unsent included), TIMER (kernel timer, time to
 expiry, probes or retransmissions so far), DETECT (predicted time from the last
@@ -72,6 +75,8 @@ Exit status: 0, or 3 with --fail-on-risk when a connection is at risk.`,
   keepalive audit --comm nginx --port 443 --middlebox-timeout 350s
   keepalive audit --idle-over 10m --sort idle
   keepalive audit --all-netns --json
+  keepalive audit --container 3f2a9c1e0b7d        # a container's connections, in its namespace
+  keepalive audit --pid 4242                      # wherever that process's namespace is
   keepalive audit --fail-on-risk --env azure-lb >/dev/null || echo "connections at risk"`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {

@@ -36,8 +36,10 @@ kernel.yama.ptrace_scope=0), sets the options on the duplicate (which changes th
 socket), reads them back to verify and closes the duplicate. The process is not stopped
 and notices nothing, except that a dead peer now makes its next call fail.
 
-Select connections with --port --peer --pid --comm --state --idle-over (ANDed), or
---all for every established connection. By default only ESTABLISHED connections are
+Select connections with --port --peer --pid --comm --cgroup --container --cookie
+--state --idle-over (ANDed), or --all for every established connection. --pid, --comm,
+--cgroup and --container find the processes' sockets in whatever network namespace they
+live (a container's, say); --all-netns looks in every namespace of the host. By default only ESTABLISHED connections are
 changed; add --state listen to change listening sockets, whose future connections
 inherit the settings.
 
@@ -57,7 +59,8 @@ and skipped. Exit status 1 when a socket could not be changed for another reason
   keepalive enable --pid 4242 --env aws-nat-gateway
   keepalive enable --peer 10.0.0.0/8 --port 5432 --detect-within 2m --user-timeout 2m
   keepalive enable --all --idle 300 --interval 30 --count 4
-  keepalive enable --comm java --env azure-lb --watch 30s`,
+  keepalive enable --comm java --env azure-lb --watch 30s
+  keepalive enable --container 3f2a9c1e0b7d --env aws-nat-gateway`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := linuxOnly("keepalive enable"); err != nil {

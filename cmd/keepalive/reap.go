@@ -66,7 +66,8 @@ destroyed.`,
 		Example: `  keepalive reap --peer 10.1.2.3 --dry-run
   keepalive reap --comm myapp --state close-wait
   keepalive reap --port 5432 --idle-over 2h
-  keepalive reap --netns blue --peer 10.200.0.0/16 --json`,
+  keepalive reap --netns blue --peer 10.200.0.0/16 --json
+  keepalive reap --container 3f2a9c1e0b7d --state close-wait`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := linuxOnly("keepalive reap"); err != nil {

@@ -44,7 +44,8 @@ type selectorFlags struct {
 // containerName is what Docker accepts as a container name.
 var containerName = regexp.MustCompile(`^/?[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$`)
 
-// register adds --port --peer --pid --comm --state --idle-over --netns --all-netns to fs.
+// register adds --port --peer --pid --comm --state --idle-over --cgroup --container --cookie
+// --netns --all-netns to fs.
 func (s *selectorFlags) register(fs *pflag.FlagSet) {
 	fs.StringSliceVar(&s.ports, "port", nil, "local or remote port (repeatable, comma-separated)")
 	fs.StringSliceVar(&s.peers, "peer", nil, "peer address or CIDR prefix, e.g. 10.0.0.5 or 10.0.0.0/8 (repeatable)")
