@@ -16,8 +16,14 @@ type Leftover struct {
 	family uint8 // nftables table family (Kind "nft")
 }
 
-// String renders the leftover as "KIND NAME", e.g. "netns kalab-123-ab12cd-c".
-func (l Leftover) String() string { return l.Kind + " " + l.Name }
+// String renders the leftover as "KIND NAME", e.g. "netns kalab-123-ab12cd-c", with its state
+// in parentheses when it has one ("(stale)").
+func (l Leftover) String() string {
+	if l.State != "" {
+		return l.Kind + " " + l.Name + " (" + l.State + ")"
+	}
+	return l.Kind + " " + l.Name
+}
 
 // CleanReport is what Clean did.
 type CleanReport struct {
