@@ -220,13 +220,19 @@ func Namespaces(warn func(error)) ([]NetNS, error) {
 		byIno[m.inode] = len(out)
 		out = append(out, n)
 	}
-	// /var/run/netns entries that are not mounts: stale (or hidden by a later mount).
-	if warn != nil {
-		if ents, err := os.ReadDir(netnsDir); err == nil {
-			for _, e := range ents {
-				if _, err := nsfsInode(filepath.Join(netnsDir, e.Name())); err != nil {
+	// /var/run/netns entries that are not mounts: symbolic links to a namespace (named after
+	// all), or stale files.
+	if ents, err := os.ReadDir(netnsDir); err == nil {
+		for _, e := range ents {
+			ino, err := nsfsInode(filepath.Join(netnsDir, e.Name()))
+			if err != nil {
+				if warn != nil {
 					warn(fmt.Errorf("host: skipping network namespace %q: %w", e.Name(), err))
 				}
+				continue
+			}
+			if i, ok := byIno[ino]; ok && out[i].Name == "" && !out[i].Current {
+				out[i].Name = e.Name()
 			}
 		}
 	}
