@@ -4,9 +4,12 @@ package host
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -124,6 +127,58 @@ func TestNamespacesThreadAndNamed(t *testing.T) {
 	if n != 2 {
 		t.Fatalf("%d sockets in the thread's namespace, want 2: %v", n, socks)
 	}
+	// The thread's namespace also mounted outside /var/run/netns (as Docker mounts its
+	// own), and a /var/run/netns symbolic link to that mount (as some tools make): one
+	// namespace, named by the link.
+	dir := t.TempDir()
+	mnt := filepath.Join(dir, "nsfile")
+	if err := os.WriteFile(mnt, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tid := 0
+	for _, p := range mustGlob(t, fmt.Sprintf("/proc/%d/task/*/ns/net", os.Getpid())) {
+		var st unix.Stat_t
+		if unix.Stat(p, &st) == nil && st.Ino == h.ino {
+			tid, _ = strconv.Atoi(strings.Split(p, "/")[4])
+		}
+	}
+	if tid == 0 {
+		t.Fatal("thread not found")
+	}
+	if err := unix.Mount(fmt.Sprintf("/proc/%d/task/%d/ns/net", os.Getpid(), tid), mnt, "none", unix.MS_BIND, ""); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Unmount(mnt, unix.MNT_DETACH) })
+	link := filepath.Join(netnsDir, "kahostln-"+strconv.Itoa(os.Getpid()))
+	if err := os.Symlink(mnt, link); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.Remove(link) })
+	again, err := Namespaces(func(err error) { t.Log(err) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := 0
+	for _, n := range again {
+		if n.Inode == h.ino {
+			found++
+			if n.Path != mnt || n.Label() != filepath.Base(link) {
+				t.Errorf("mounted and linked namespace: %+v (label %q)", n, n.Label())
+			}
+		}
+	}
+	if found != 1 {
+		t.Errorf("namespace net:[%d] listed %d times", h.ino, found)
+	}
+}
+
+func mustGlob(t *testing.T, pattern string) []string {
+	t.Helper()
+	m, err := filepath.Glob(pattern)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
 }
 
 func TestParseNsfsMount(t *testing.T) {
