@@ -2,6 +2,7 @@ package keepalive
 
 import (
 	"fmt"
+	"path/filepath"
 	"strings"
 	"time"
 )
@@ -27,6 +28,32 @@ func sysctlKeys() [3]string {
 
 // DefaultPersistPath is where PersistFile's content is written by default.
 const DefaultPersistPath = "/etc/sysctl.d/60-keepalive.conf"
+
+// SysctlDirs are the directories systemd-sysctl reads *.conf files from at boot, in its
+// order of precedence (sysctl.d(5)); /etc/sysctl.conf is read too.
+func SysctlDirs() []string {
+	return []string{"/etc/sysctl.d", "/run/sysctl.d", "/usr/local/lib/sysctl.d", "/usr/lib/sysctl.d", "/lib/sysctl.d"}
+}
+
+// AppliedAtBoot reports whether systemd-sysctl reads the file at path at boot: a *.conf file
+// directly in one of SysctlDirs, or /etc/sysctl.conf. (/run/sysctl.d does not survive a
+// reboot, so a file there applies at the next start of systemd-sysctl only.)
+func AppliedAtBoot(path string) bool {
+	clean := filepath.Clean(path)
+	if clean == "/etc/sysctl.conf" {
+		return true
+	}
+	if !strings.HasSuffix(clean, ".conf") {
+		return false
+	}
+	dir := filepath.Dir(clean)
+	for _, d := range SysctlDirs() {
+		if d == dir && d != "/run/sysctl.d" {
+			return true
+		}
+	}
+	return false
+}
 
 // SysctlLines renders cfg's non-zero fields as sysctl.conf lines.
 func SysctlLines(cfg Config) []string {

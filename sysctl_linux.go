@@ -116,3 +116,73 @@ func SetSysctl(netnsName string, cfg Config) error {
 		return nil
 	})
 }
+
+// WritePersistFile writes PersistFile(cfg) to path without ever following a symbolic link
+// there: into a temporary file in the same directory, synced, then renamed over path. path
+// must end in ".conf" (systemd-sysctl ignores other names). It returns a function that puts
+// back what was at path before (the old content, or nothing), for a caller whose next step
+// failed.
+func WritePersistFile(path string, cfg Config) (restore func() error, err error) {
+	if !strings.HasSuffix(path, ".conf") {
+		return nil, fmt.Errorf("persist file %q must end in .conf (systemd-sysctl reads only *.conf)", path)
+	}
+	fi, err := os.Lstat(path)
+	var old []byte
+	existed := false
+	switch {
+	case err == nil && fi.Mode()&os.ModeSymlink != 0:
+		return nil, fmt.Errorf("persist file %q is a symbolic link: refusing to write through it", path)
+	case err == nil && !fi.Mode().IsRegular():
+		return nil, fmt.Errorf("persist file %q is not a regular file", path)
+	case err == nil:
+		if old, err = os.ReadFile(path); err != nil {
+			return nil, fmt.Errorf("read the current %s: %w", path, err)
+		}
+		existed = true
+	case !errors.Is(err, os.ErrNotExist):
+		return nil, err
+	}
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	if err := replaceFile(path, []byte(PersistFile(cfg))); err != nil {
+		return nil, err
+	}
+	return func() error {
+		if existed {
+			return replaceFile(path, old)
+		}
+		if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+		return nil
+	}, nil
+}
+
+// replaceFile atomically replaces path with content (mode 0644).
+func replaceFile(path string, content []byte) error {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*.tmp")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	_, err = f.Write(content)
+	if err == nil {
+		err = f.Chmod(0o644)
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
+}

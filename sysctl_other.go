@@ -16,3 +16,8 @@ func ReadSysctl(netnsName string) (Sysctl, error) {
 func SetSysctl(netnsName string, cfg Config) error {
 	return fmt.Errorf("keepalive sysctls are Linux only (this is %s): %w", runtime.GOOS, ErrUnsupported)
 }
+
+// WritePersistFile writes a Linux sysctl.d file; on other systems it returns ErrUnsupported.
+func WritePersistFile(path string, cfg Config) (restore func() error, err error) {
+	return nil, fmt.Errorf("sysctl.d files are Linux only (this is %s): %w", runtime.GOOS, ErrUnsupported)
+}

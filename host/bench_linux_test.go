@@ -36,8 +36,22 @@ func BenchmarkWalk(b *testing.B) {
 // BenchmarkScanOwners measures the /proc/*/fd pass alone.
 func BenchmarkScanOwners(b *testing.B) {
 	for b.Loop() {
-		if _, err := scanOwners(nil); err != nil {
+		if _, err := scanOwners(nil, false); err != nil {
 			b.Fatal(err)
 		}
 	}
+}
+
+// BenchmarkNamespaces measures the discovery of every network namespace on the host (mounts,
+// every process and thread), the extra work of --all-netns before any socket is dumped.
+func BenchmarkNamespaces(b *testing.B) {
+	n := 0
+	for b.Loop() {
+		all, err := Namespaces(nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		n = len(all)
+	}
+	b.ReportMetric(float64(n), "namespaces")
 }

@@ -46,7 +46,7 @@ type diagConn struct {
 	buf []byte
 }
 
-func openDiag(netns string) (*diagConn, error) {
+func openDiag(netns *NetNS) (*diagConn, error) {
 	var fd int
 	err := inNetNS(netns, func() error {
 		var err error
@@ -194,7 +194,7 @@ func parseHeader(m []byte, s *Socket) bool {
 	}
 	s.Local = netip.AddrPortFrom(la, lp)
 	s.Remote = netip.AddrPortFrom(ra, rp)
-	s.Interface = ne.Uint32(id[32:36])
+	s.Interface = ne.Uint32(id[36:40])
 	s.Cookie = uint64(ne.Uint32(id[40:44])) | uint64(ne.Uint32(id[44:48]))<<32
 	s.TimerExpires = time.Duration(ne.Uint32(m[52:56])) * time.Millisecond
 	s.RecvQ = ne.Uint32(m[56:60])

@@ -63,3 +63,27 @@ func ExampleRetrofit() {
 		}
 	}
 }
+
+// List the connections of every container on the host, wherever their network namespace
+// is mounted or held, labelled by container.
+func ExampleNamespaces() {
+	nss, err := host.Namespaces(func(skipped error) { fmt.Println("warning:", skipped) })
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	var containers []host.NetNS
+	for _, n := range nss {
+		if n.Container != nil {
+			containers = append(containers, n)
+		}
+	}
+	socks, err := host.List(context.Background(), host.ListOptions{Namespaces: containers, Owners: true})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	for _, s := range socks {
+		fmt.Println(s.Namespace.Label(), s.String(), s.Owners)
+	}
+}

@@ -17,7 +17,9 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -192,8 +194,12 @@ type Socket struct {
 	Cookie uint64 `json:"cookie"`
 	// Interface is the bound interface index (0 when unbound).
 	Interface uint32 `json:"interface,omitempty"`
-	// NetNS is the named network namespace the socket lives in, "" for the current one.
+	// NetNS names the network namespace the socket lives in: its /var/run/netns name, else a
+	// path that enters it (an nsfs mount or /proc/PID/task/TID/ns/net); "" for the current
+	// one. Namespace has the details and a label for people.
 	NetNS string `json:"netns,omitempty"`
+	// Namespace is the socket's network namespace, nil for the current one.
+	Namespace *NetNS `json:"namespace,omitempty"`
 	// Timer is the pending kernel timer, TimerExpires the time until it fires, TimerRetrans
 	// the retransmissions (TimerRetransmit) or probes (TimerKeepalive, TimerZeroWindow) so far.
 	Timer        Timer         `json:"timer"`
@@ -247,7 +253,9 @@ func (s *Socket) KeepaliveArmed() (on, known bool) {
 // String renders the socket like "10.0.0.1:5000 -> 10.0.0.2:80 ESTAB".
 func (s *Socket) String() string {
 	str := s.Local.String() + " -> " + s.Remote.String() + " " + s.State.String()
-	if s.NetNS != "" {
+	if l := s.Namespace.Label(); l != "" {
+		str += " (netns " + l + ")"
+	} else if s.NetNS != "" {
 		str += " (netns " + s.NetNS + ")"
 	}
 	return str
@@ -267,16 +275,42 @@ type Selector struct {
 	States []State
 	// IdleOver keeps sockets idle (nothing received) for longer than this.
 	IdleOver time.Duration
+	// Cgroups match an owner in one of these cgroups or below: a path relative to the cgroup
+	// root ("/system.slice/nginx.service") or absolute under a cgroup mount
+	// ("/sys/fs/cgroup/system.slice/nginx.service"); v1 hierarchies count too.
+	Cgroups []string
+	// Containers match an owner running in one of these containers: a full ID, an ID prefix
+	// of at least 4 characters, or a Kubernetes pod UID.
+	Containers []string
+	// Cookies match the kernel's socket cookie exactly.
+	Cookies []uint64
+
+	// procSet, when not nil, holds the processes already found to match Cgroups and
+	// Containers (Walk resolves them once).
+	procSet map[int]bool
 }
 
 // IsZero reports whether no selector field is set.
 func (sel *Selector) IsZero() bool {
 	return len(sel.Ports) == 0 && len(sel.Peers) == 0 && len(sel.PIDs) == 0 &&
-		len(sel.Comms) == 0 && len(sel.States) == 0 && sel.IdleOver == 0
+		len(sel.Comms) == 0 && len(sel.States) == 0 && sel.IdleOver == 0 &&
+		len(sel.Cgroups) == 0 && len(sel.Containers) == 0 && len(sel.Cookies) == 0
+}
+
+// Narrows reports whether a field that picks particular connections or processes is set:
+// ports, peers, processes, cgroups, containers or cookies. States and IdleOver alone select
+// every connection of the host that is in that state or that idle.
+func (sel *Selector) Narrows() bool {
+	return len(sel.Ports) > 0 || len(sel.Peers) > 0 || sel.selectsProcs() || len(sel.Cookies) > 0
 }
 
 // NeedsOwners reports whether matching needs the owning processes.
-func (sel *Selector) NeedsOwners() bool { return len(sel.PIDs) > 0 || len(sel.Comms) > 0 }
+func (sel *Selector) NeedsOwners() bool { return sel.selectsProcs() }
+
+// selectsProcs reports whether a field selects owning processes.
+func (sel *Selector) selectsProcs() bool {
+	return len(sel.PIDs) > 0 || len(sel.Comms) > 0 || len(sel.Cgroups) > 0 || len(sel.Containers) > 0
+}
 
 // StateMask is the kernel's idiag_states bitmask for the wanted states.
 func (sel *Selector) StateMask() uint32 {
@@ -298,6 +332,9 @@ func (sel *Selector) Match(s *Socket) bool { return sel.matchConn(s) && sel.matc
 // matchConn checks the fields that need no owners.
 func (sel *Selector) matchConn(s *Socket) bool {
 	if len(sel.States) > 0 && !slices.Contains(sel.States, s.State) {
+		return false
+	}
+	if len(sel.Cookies) > 0 && !slices.Contains(sel.Cookies, s.Cookie) {
 		return false
 	}
 	if len(sel.Ports) > 0 && !slices.Contains(sel.Ports, s.Local.Port()) && !slices.Contains(sel.Ports, s.Remote.Port()) {
@@ -329,7 +366,54 @@ func (sel *Selector) matchOwners(s *Socket) bool {
 	if len(sel.Comms) > 0 && !slices.ContainsFunc(s.Owners, func(o Owner) bool { return slices.Contains(sel.Comms, o.Comm) }) {
 		return false
 	}
+	if (len(sel.Cgroups) > 0 || len(sel.Containers) > 0) && !slices.ContainsFunc(s.Owners, func(o Owner) bool { return sel.procInGroups(o.PID) }) {
+		return false
+	}
 	return true
+}
+
+// procInGroups reports whether process pid is in one of sel.Cgroups and sel.Containers.
+func (sel *Selector) procInGroups(pid int) bool {
+	if sel.procSet != nil {
+		return sel.procSet[pid]
+	}
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cgroup")
+	return err == nil && sel.cgroupMatches(string(b))
+}
+
+// cgroupMatches checks the content of /proc/PID/cgroup against Cgroups (the relative form)
+// and Containers.
+func (sel *Selector) cgroupMatches(content string) bool {
+	if len(sel.Containers) > 0 {
+		c := ParseCgroup(content)
+		if c == nil || !slices.ContainsFunc(sel.Containers, c.MatchID) {
+			return false
+		}
+	}
+	if len(sel.Cgroups) == 0 {
+		return true
+	}
+	for _, line := range strings.Split(content, "\n") {
+		f := strings.SplitN(line, ":", 3)
+		if len(f) != 3 {
+			continue
+		}
+		for _, want := range sel.Cgroups {
+			if cgroupUnder(f[2], want) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// cgroupUnder reports whether path is dir or below it.
+func cgroupUnder(path, dir string) bool {
+	dir = "/" + strings.Trim(dir, "/")
+	if dir == "/" {
+		return true
+	}
+	return path == dir || strings.HasPrefix(path, dir+"/")
 }
 
 // Clone returns a deep copy of s (Walk reuses its Socket between calls).
@@ -342,6 +426,7 @@ func (s *Socket) Clone() Socket {
 	if s.Owners != nil {
 		c.Owners = slices.Clone(s.Owners)
 	}
+	// Namespace is shared: it describes the namespace and is never changed after listing.
 	if s.Settings != nil {
 		st := *s.Settings
 		c.Settings = &st
@@ -351,10 +436,20 @@ func (s *Socket) Clone() Socket {
 
 // ListOptions control List and Walk.
 type ListOptions struct {
-	// NetNS is a named network namespace (/var/run/netns/NAME); "" is the current one.
+	// NetNS is a named network namespace (/var/run/netns/NAME) or a path to one (an nsfs
+	// mount, /proc/PID/ns/net); "" is the current one, or, when the Selector picks processes
+	// (PIDs, Comms, Cgroups, Containers), the namespaces those processes live in.
 	NetNS string
-	// AllNetNS lists the current namespace and every named one (NetNS is then ignored).
+	// AllNetNS lists every network namespace of the host (see Namespaces): the current one,
+	// every mounted one (ip netns, docker) and every one held by a process or thread. NetNS
+	// is then ignored.
 	AllNetNS bool
+	// Namespaces, when not empty, are the namespaces to list (NetNS is then ignored).
+	Namespaces []NetNS
+	// Warn, when not nil, receives what was skipped when several namespaces are listed: a
+	// stale /var/run/netns entry, a namespace that vanished or could not be entered. The
+	// listing fails only when no namespace could be read.
+	Warn func(error)
 	// Selector filters the sockets; the state filter runs in the kernel.
 	Selector Selector
 	// Owners maps sockets to processes through one pass over /proc/*/fd.

@@ -6,7 +6,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"strconv"
 	"time"
@@ -35,7 +34,10 @@ func List(ctx context.Context, opt ListOptions) ([]Socket, error) {
 // dump (before it when Selector.PIDs limits the pass to a few processes). Socket inodes are
 // unique across namespaces, so one pass serves every namespace.
 func Walk(ctx context.Context, opt ListOptions, fn func(*Socket) error) error {
-	nss, err := opt.namespaces()
+	sel := opt.Selector // resolved below; the caller's copy stays untouched
+	opt.Selector = sel
+	procs := selectProcs(&opt.Selector)
+	nss, lenient, err := opt.namespaces(procs)
 	if err != nil {
 		return err
 	}
@@ -44,12 +46,35 @@ func Walk(ctx context.Context, opt ListOptions, fn func(*Socket) error) error {
 	if opt.Owners || opt.Deep || w.sel.NeedsOwners() {
 		// The /proc pass runs while the kernel dumps sockets; records that arrive before the
 		// owner index is ready wait in a bounded, pointer-free buffer.
+		scanPIDs, explicit := w.sel.PIDs, len(w.sel.PIDs) > 0
+		if !explicit && w.sel.procSet != nil {
+			// Cgroup and container selectors: only their processes can match.
+			scanPIDs = make([]int, 0, len(procs))
+			for _, p := range procs {
+				scanPIDs = append(scanPIDs, p.pid)
+			}
+			if len(scanPIDs) == 0 {
+				scanPIDs = []int{-1}
+			}
+		}
+		priv := currentPrivilege()
+		if explicit && priv.secure && priv.ruid != 0 {
+			// Set-user-ID or file capabilities: only the real user's own processes.
+			for _, pid := range scanPIDs {
+				if err := priv.allows(pid); err != nil && !errors.Is(err, ErrGone) {
+					return fmt.Errorf("host: %w", err)
+				}
+			}
+		}
 		w.scanDone = make(chan struct{})
 		go func() {
 			defer close(w.scanDone)
-			w.idx, w.scanErr = scanOwners(w.sel.PIDs)
+			w.idx, w.scanErr = scanOwners(scanPIDs, explicit)
+			if w.scanErr == nil && priv.secure && priv.ruid != 0 {
+				w.idx.keepOwnedBy(priv)
+			}
 		}()
-		if len(w.sel.PIDs) > 0 {
+		if len(scanPIDs) > 0 {
 			// A scan of a few processes is quick: wait for it instead of parking records.
 			if err := w.waitIndex(nss); err != nil {
 				return err
@@ -63,40 +88,70 @@ func Walk(ctx context.Context, opt ListOptions, fn func(*Socket) error) error {
 	if opt.NoInfo && w.sel.IdleOver == 0 {
 		ext = 0
 	}
+	read, denied := 0, 0
+	var firstErr error
 	for i, ns := range nss {
 		c, err := openDiag(ns)
-		if err != nil {
-			if opt.AllNetNS && ns != "" && errors.Is(err, fs.ErrNotExist) {
-				continue // deleted since it was listed
+		if err == nil {
+			for _, fam := range [...]uint8{unix.AF_INET, unix.AF_INET6} {
+				err = c.send(unix.SOCK_DIAG_BY_FAMILY, unix.NLM_F_REQUEST|unix.NLM_F_DUMP, fam, mask, ext, nil)
+				if err == nil {
+					err = c.receive(true, func(m []byte) error { return w.visit(m, i, nss) })
+				}
+				if err != nil {
+					break
+				}
 			}
-			return err
+			c.close()
+			var errno unix.Errno
+			if err != nil && errors.As(err, &errno) && !errors.Is(err, context.Canceled) {
+				err = fmt.Errorf("host: sock_diag dump%s: %w", nsSuffix(ns), err)
+			}
 		}
-		for _, fam := range [...]uint8{unix.AF_INET, unix.AF_INET6} {
-			err = c.send(unix.SOCK_DIAG_BY_FAMILY, unix.NLM_F_REQUEST|unix.NLM_F_DUMP, fam, mask, ext, nil)
-			if err == nil {
-				err = c.receive(true, func(m []byte) error { return w.visit(m, i, nss) })
-			}
-			if err != nil {
-				break
-			}
-		}
-		c.close()
 		if err != nil {
-			if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+			if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) || ctx.Err() != nil {
 				return err
 			}
-			var errno unix.Errno
-			if errors.As(err, &errno) {
-				return fmt.Errorf("host: sock_diag dump%s: %w", nsSuffix(ns), err)
+			var sk *skipError
+			if !lenient || errors.As(err, &sk) {
+				// An error of fn or of the owner scan ends the walk, wherever it happened.
+				if sk != nil {
+					return sk.err
+				}
+				return err
 			}
-			return err
+			if firstErr == nil {
+				firstErr = err
+			}
+			if errors.Is(err, unix.EPERM) || errors.Is(err, unix.EACCES) {
+				denied++ // one warning for all of them, below
+				continue
+			}
+			if opt.Warn != nil {
+				opt.Warn(fmt.Errorf("skipping network namespace %s: %w", nsLabel(ns), err))
+			}
+			continue
 		}
+		read++
+	}
+	if denied > 0 && read > 0 && opt.Warn != nil {
+		opt.Warn(fmt.Errorf("skipped %d network namespaces that this process may not enter (entering one needs CAP_SYS_ADMIN: run as root)", denied))
+	}
+	if read == 0 && firstErr != nil {
+		return fmt.Errorf("host: no network namespace could be read: %w", firstErr)
 	}
 	if err := w.waitIndex(nss); err != nil {
 		return err
 	}
 	return ctx.Err()
 }
+
+// skipError carries an error that must end the walk even when failing namespaces are only
+// skipped (fn's error, the owner scan's).
+type skipError struct{ err error }
+
+func (e *skipError) Error() string { return e.err.Error() }
+func (e *skipError) Unwrap() error { return e.err }
 
 // pendingChunk is how many parked records share one allocation (128 bytes each).
 const pendingChunk = 4096
@@ -169,7 +224,7 @@ func (w *walker) close() {
 }
 
 // visit handles one inet_diag_msg of namespace nss[ns].
-func (w *walker) visit(m []byte, ns int, nss []string) error {
+func (w *walker) visit(m []byte, ns int, nss []*NetNS) error {
 	w.n++
 	if w.n&4095 == 0 {
 		if err := w.ctx.Err(); err != nil {
@@ -181,7 +236,7 @@ func (w *walker) visit(m []byte, ns int, nss []string) error {
 	if !parseHeader(m, s) {
 		return nil
 	}
-	s.NetNS = nss[ns]
+	setNS(s, nss[ns])
 	if parseInfo(m, &w.ti) {
 		s.Info = &w.ti
 	}
@@ -198,17 +253,33 @@ func (w *walker) visit(m []byte, ns int, nss []string) error {
 			}
 		}
 		if err := w.waitIndex(nss); err != nil {
-			return err
+			return &skipError{err}
 		}
 		// waitIndex reused w.s and w.ti for the parked records: parse this one again.
 		*s = Socket{}
 		parseHeader(m, s)
-		s.NetNS = nss[ns]
+		setNS(s, nss[ns])
 		if parseInfo(m, &w.ti) {
 			s.Info = &w.ti
 		}
 	}
-	return w.finish()
+	if err := w.finish(); err != nil {
+		return &skipError{err}
+	}
+	return nil
+}
+
+// setNS records namespace ns on the socket being built.
+func setNS(s *Socket, ns *NetNS) {
+	if ns == nil || ns.Current {
+		return
+	}
+	s.Namespace = ns
+	if ns.Name != "" {
+		s.NetNS = ns.Name
+	} else {
+		s.NetNS = ns.Path
+	}
 }
 
 func (w *walker) park(m []byte, ns int, ti *TCPInfo) {
@@ -226,7 +297,7 @@ func (w *walker) park(m []byte, ns int, ti *TCPInfo) {
 }
 
 // waitIndex waits for the owner scan, then passes every parked record on, in order.
-func (w *walker) waitIndex(nss []string) error {
+func (w *walker) waitIndex(nss []*NetNS) error {
 	if w.ready {
 		return nil
 	}
@@ -256,7 +327,7 @@ func (w *walker) waitIndex(nss []string) error {
 			s := &w.s
 			*s = Socket{}
 			parseHeader(r.hdr[:], s)
-			s.NetNS = nss[r.ns]
+			setNS(s, nss[r.ns])
 			if r.hasInfo {
 				r.info.unpack(&w.ti)
 				s.Info = &w.ti
@@ -301,11 +372,18 @@ func (w *walker) finish() error {
 	return w.fn(s)
 }
 
-func nsSuffix(ns string) string {
-	if ns == "" {
-		return ""
+func nsSuffix(ns *NetNS) string {
+	if l := ns.Label(); l != "" {
+		return " in network namespace " + strconv.Quote(l)
 	}
-	return " in network namespace " + strconv.Quote(ns)
+	return ""
+}
+
+func nsLabel(ns *NetNS) string {
+	if l := ns.Label(); l != "" {
+		return strconv.Quote(l)
+	}
+	return "(current)"
 }
 
 // Lookup reads one socket again by its exact identity (family, addresses, ports, interface and
@@ -316,7 +394,7 @@ func Lookup(ctx context.Context, s Socket) (Socket, error) {
 	if err := ctx.Err(); err != nil {
 		return Socket{}, err
 	}
-	c, err := openDiag(s.NetNS)
+	c, err := openDiag(nsOfSocket(&s))
 	if err != nil {
 		return Socket{}, err
 	}
@@ -343,7 +421,7 @@ func Lookup(ctx context.Context, s Socket) (Socket, error) {
 		}
 		return Socket{}, fmt.Errorf("host: look up %s: %w", &s, err)
 	}
-	out.NetNS = s.NetNS
+	out.NetNS, out.Namespace = s.NetNS, s.Namespace
 	for _, o := range s.Owners {
 		if holds(o, out.Inode) {
 			out.Owners = append(out.Owners, o)
@@ -394,7 +472,17 @@ func Destroy(ctx context.Context, s Socket) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	c, err := openDiag(s.NetNS)
+	if p := currentPrivilege(); p.secure && p.ruid != 0 {
+		if int(s.UID) != p.ruid {
+			return fmt.Errorf("host: destroy %s: the socket belongs to uid %d, not to uid %d who ran this set-user-ID or file-capability program: %w", &s, s.UID, p.ruid, os.ErrPermission)
+		}
+		for _, o := range s.Owners {
+			if err := p.allows(o.PID); err != nil && !errors.Is(err, ErrGone) {
+				return fmt.Errorf("host: destroy %s: %w", &s, err)
+			}
+		}
+	}
+	c, err := openDiag(nsOfSocket(&s))
 	if err != nil {
 		return err
 	}

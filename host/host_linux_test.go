@@ -388,6 +388,9 @@ func TestErrorsNameTheFix(t *testing.T) {
 		{unix.EBADF, []string{"descriptor closed"}},
 	} {
 		err := explainPidfd("pidfd_getfd", o, tc.errno)
+		if strings.Contains(err.Error(), "setcap") {
+			t.Errorf("%v: %q suggests file capabilities, which would let any local user retrofit root's connections", tc.errno, err)
+		}
 		if !errors.Is(err, tc.errno) {
 			t.Errorf("%v: %v does not match the errno", tc.errno, err)
 		}
@@ -421,7 +424,7 @@ func TestScanOwnersSparseTable(t *testing.T) {
 	if err := unix.Fstat(fd, &st); err != nil {
 		t.Fatal(err)
 	}
-	idx, err := scanOwners([]int{os.Getpid()})
+	idx, err := scanOwners([]int{os.Getpid()}, true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -434,5 +437,23 @@ func TestScanOwnersSparseTable(t *testing.T) {
 	}
 	if !fds[fd] || !fds[high] || len(fds) != 2 {
 		t.Fatalf("descriptors of the socket: %v, want %d and %d", fds, fd, high)
+	}
+}
+
+// TestPrivilegedForOthersRefused checks the AT_SECURE rule: a set-user-ID or file-capability
+// run refuses processes its real user does not own, and allows the real user's own.
+func TestPrivilegedForOthersRefused(t *testing.T) {
+	if p := currentPrivilege(); p.secure {
+		t.Fatalf("AT_SECURE set for a plain test run: %+v", p)
+	}
+	self := os.Getpid()
+	if err := (privilege{secure: true, ruid: 65534}).allows(self); !errors.Is(err, os.ErrPermission) || !strings.Contains(err.Error(), "uid 65534") {
+		t.Fatalf("a setuid run for uid 65534 allowed pid %d of uid %d: %v", self, os.Getuid(), err)
+	}
+	if err := (privilege{secure: true, ruid: os.Getuid()}).allows(self); err != nil && os.Getuid() != 0 {
+		t.Fatalf("own process refused: %v", err)
+	}
+	if err := (privilege{secure: false, ruid: 65534}).allows(self); err != nil {
+		t.Fatalf("an unprivileged run refused: %v", err)
 	}
 }

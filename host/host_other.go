@@ -52,3 +52,27 @@ func Retrofit(ctx context.Context, socks []Socket, cfg keepalive.Config, opt Ret
 func NetNSNames() ([]string, error) {
 	return nil, errLinuxOnly("listing network namespaces")
 }
+
+// SessionPIDs works on Linux only; elsewhere it returns pid alone.
+func SessionPIDs(pid int) []int { return []int{pid} }
+
+// ContainerOf works on Linux only.
+func ContainerOf(pid int) (*Container, error) { return nil, errLinuxOnly("reading a process's cgroup") }
+
+// Namespaces works on Linux only.
+func Namespaces(warn func(error)) ([]NetNS, error) {
+	return nil, errLinuxOnly("listing network namespaces")
+}
+
+// ResolveNetNS works on Linux only.
+func ResolveNetNS(name string) (NetNS, error) {
+	return NetNS{}, errLinuxOnly("network namespaces")
+}
+
+// NamespaceOf works on Linux only.
+func NamespaceOf(pid int) (NetNS, error) { return NetNS{}, errLinuxOnly("network namespaces") }
+
+// DockerContainerID works on Linux only.
+func DockerContainerID(ctx context.Context, socket, name string) (string, error) {
+	return "", errLinuxOnly("asking the Docker engine")
+}

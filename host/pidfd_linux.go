@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -16,10 +18,64 @@ import (
 type fdGrabber struct {
 	pidfds map[int]int
 	errs   map[int]error // processes that cannot be opened
+	priv   privilege
 }
 
 func newFDGrabber() *fdGrabber {
-	return &fdGrabber{pidfds: map[int]int{}, errs: map[int]error{}}
+	return &fdGrabber{pidfds: map[int]int{}, errs: map[int]error{}, priv: currentPrivilege()}
+}
+
+// privilege says whether this process runs with privileges its real user lacks.
+type privilege struct {
+	// secure is the kernel's AT_SECURE: set-user-ID, set-group-ID or file capabilities.
+	secure bool
+	ruid   int
+}
+
+// atSecure is the auxiliary vector key of AT_SECURE (include/uapi/linux/auxvec.h).
+const atSecure = 23
+
+func currentPrivilege() privilege {
+	p := privilege{ruid: os.Getuid()}
+	b, err := os.ReadFile("/proc/self/auxv")
+	if err != nil {
+		// Cannot tell: assume elevated whenever the real and effective users differ.
+		p.secure = os.Getuid() != os.Geteuid()
+		return p
+	}
+	const w = 8 // 64-bit auxv entries; 32-bit ones are handled below
+	if unsafeSizeofUintptr == 4 {
+		for i := 0; i+8 <= len(b); i += 8 {
+			if ne.Uint32(b[i:]) == atSecure {
+				p.secure = ne.Uint32(b[i+4:]) != 0
+			}
+		}
+		return p
+	}
+	for i := 0; i+2*w <= len(b); i += 2 * w {
+		if ne.Uint64(b[i:]) == atSecure {
+			p.secure = ne.Uint64(b[i+w:]) != 0
+		}
+	}
+	return p
+}
+
+// allows refuses, when this process is privileged beyond its real user (AT_SECURE), any
+// process the real user does not own: a set-user-ID or file-capability copy of this program
+// must not let a local user change or destroy other users' connections.
+func (p privilege) allows(pid int) error {
+	if !p.secure || p.ruid == 0 {
+		return nil
+	}
+	var st unix.Stat_t
+	if err := unix.Stat("/proc/"+strconv.Itoa(pid), &st); err != nil {
+		return fmt.Errorf("pid %d: %w", pid, ErrGone)
+	}
+	if int(st.Uid) != p.ruid {
+		return fmt.Errorf("pid %d belongs to uid %d, not to uid %d who ran this set-user-ID or file-capability program: %w",
+			pid, st.Uid, p.ruid, os.ErrPermission)
+	}
+	return nil
 }
 
 func (g *fdGrabber) close() {
@@ -56,6 +112,10 @@ func (g *fdGrabber) dupOne(o Owner, inode uint32) (int, error) {
 	}
 	pfd, ok := g.pidfds[o.PID]
 	if !ok {
+		if err := g.priv.allows(o.PID); err != nil {
+			g.errs[o.PID] = err
+			return -1, err
+		}
 		var err error
 		pfd, err = unix.PidfdOpen(o.PID, 0)
 		if err != nil {
@@ -81,13 +141,15 @@ func (g *fdGrabber) dupOne(o Owner, inode uint32) (int, error) {
 	return fd, nil
 }
 
+const unsafeSizeofUintptr = unsafe.Sizeof(uintptr(0))
+
 // explainPidfd turns an errno from pidfd_open/pidfd_getfd into an error that names the fix.
 func explainPidfd(op string, o Owner, err error) error {
 	who := fmt.Sprintf("pid %d (%s) fd %d", o.PID, o.Comm, o.FD)
 	serr := os.NewSyscallError(op, err)
 	switch {
 	case errors.Is(err, unix.EPERM), errors.Is(err, unix.EACCES):
-		fix := "run as root or grant CAP_SYS_PTRACE (e.g. sudo setcap cap_sys_ptrace+ep $(which keepalive))"
+		fix := "run it as the process's user, or as root (CAP_SYS_PTRACE)"
 		if b, rerr := os.ReadFile("/proc/sys/kernel/yama/ptrace_scope"); rerr == nil {
 			scope := strings.TrimSpace(string(b))
 			if scope != "0" {

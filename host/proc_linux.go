@@ -8,6 +8,7 @@ import (
 	"os"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"unsafe"
@@ -46,10 +47,10 @@ type procResult struct {
 }
 
 // scanOwners reads /proc/*/fd (or only the given pids) in parallel and indexes every socket
-// descriptor. Processes that vanish or cannot be read are skipped.
-func scanOwners(pids []int) (*ownerIndex, error) {
-	explicit := len(pids) > 0
-	if !explicit {
+// descriptor. Processes that vanish or cannot be read are skipped; with explicit (pids named
+// by the user) they are listed in denied and missing.
+func scanOwners(pids []int, explicit bool) (*ownerIndex, error) {
+	if len(pids) == 0 {
 		var err error
 		pids, err = listPIDs()
 		if err != nil {
@@ -107,6 +108,33 @@ func scanOwners(pids []int) (*ownerIndex, error) {
 		}
 	}
 	return x, nil
+}
+
+// keepOwnedBy drops the descriptors of processes p does not allow (set-user-ID or
+// file-capability runs see only their real user's processes as owners).
+func (x *ownerIndex) keepOwnedBy(p privilege) {
+	allowed := make([]bool, len(x.procs))
+	for i, pr := range x.procs {
+		allowed[i] = p.allows(pr.pid) == nil
+	}
+	for ino, li := range x.first {
+		// Unlink the chain entries of processes not allowed.
+		prev := int32(-1)
+		for cur := li; cur >= 0; cur = x.links[cur].next {
+			if allowed[x.links[cur].proc] {
+				prev = cur
+				continue
+			}
+			if prev < 0 {
+				x.first[ino] = x.links[cur].next
+			} else {
+				x.links[prev].next = x.links[cur].next
+			}
+		}
+		if x.first[ino] < 0 {
+			delete(x.first, ino)
+		}
+	}
 }
 
 // owners appends the owners of inode to dst.
@@ -265,4 +293,32 @@ func socketInode(l []byte) (uint64, bool) {
 		ino = ino*10 + uint64(c-'0')
 	}
 	return ino, true
+}
+
+// SessionPIDs returns pid and its ancestors up to (not including) init: the processes whose
+// connections carry the session pid runs in (sshd's per-session process, a terminal
+// multiplexer, the shell). Commands that destroy connections leave these alone by default.
+func SessionPIDs(pid int) []int {
+	var out []int
+	for i := 0; pid > 1 && i < 256; i++ {
+		out = append(out, pid)
+		b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+		if err != nil {
+			break
+		}
+		// pid (comm) state ppid ...: comm may hold spaces and parentheses.
+		j := bytes.LastIndexByte(b, ')')
+		if j < 0 {
+			break
+		}
+		f := strings.Fields(string(b[j+1:]))
+		if len(f) < 2 {
+			break
+		}
+		pid, err = strconv.Atoi(f[1])
+		if err != nil {
+			break
+		}
+	}
+	return out
 }

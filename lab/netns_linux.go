@@ -46,14 +46,11 @@ func namespaceError(name string, err error) error {
 	return fmt.Errorf("lab: creating namespace %s: %w", name, err)
 }
 
-// deleteNamedNS unmounts and removes a named namespace; a missing one is not an error.
+// deleteNamedNS unmounts and removes a named namespace as 'ip netns del' does; a missing one
+// is not an error.
 func deleteNamedNS(name string) error {
-	p := filepath.Join(netnsDir, name)
-	if err := unix.Unmount(p, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
-		return fmt.Errorf("lab: unmount %s: %w", p, err)
-	}
-	if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("lab: remove %s: %w", p, err)
+	if err := netnsx.DeleteNamed(name); err != nil {
+		return fmt.Errorf("lab: %w", err)
 	}
 	return nil
 }

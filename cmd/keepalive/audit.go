@@ -50,7 +50,10 @@ that vanished silently (crash, pulled cable, black-holed path), and flags those 
                          tcp_retries2 ends it (≈ 15 min)
   slow                   detection takes longer than --detect-within
 
-Columns: LOCAL PEER STATE PROCESS (pid/comm, several when shared), KEEPALIVE (off, or
+Columns: NETNS (with --all-netns or when a selector follows processes into other
+namespaces: the namespace's name, its container as docker:ID or k8s:POD/ID, or its first
+process), LOCAL PEER STATE PROCESS (pid/comm, several when shared), CONTAINER (when an
+owner runs in a container: from /proc/PID/cgroup), KEEPALIVE (off, or
 idle/interval/count and "ut" user timeout), IDLE (since the last segment received),
 UNACKED (bytes not yet acknowledged, unsent included), TIMER (kernel timer, time to
 expiry, probes or retransmissions so far), DETECT (predicted time from the last
@@ -77,6 +80,8 @@ Exit status: 0, or 3 with --fail-on-risk when a connection is at risk.`,
   keepalive audit --comm nginx --port 443 --middlebox-timeout 350s
   keepalive audit --idle-over 10m --sort idle
   keepalive audit --all-netns --json
+  keepalive audit --container 3f2a9c1e0b7d        # a container's connections, in its namespace
+  keepalive audit --pid 4242                      # wherever that process's namespace is
   keepalive audit --fail-on-risk --env azure-lb >/dev/null || echo "connections at risk"`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -153,6 +158,52 @@ type auditJudge struct {
 	detectWithin time.Duration
 	cache        map[auditVerdictKey]*auditVerdict
 	sysctls      map[string]keepalive.Sysctl
+	// containers caches the container of each owning process (nil: none).
+	containers map[int]*host.Container
+	// sysctlErrs names the namespaces whose sysctls could not be read (Linux defaults assumed).
+	sysctlErrs map[string]error
+}
+
+// containerOf is the container of the socket's first owner, else of its namespace.
+func (j *auditJudge) containerOf(s *host.Socket) *host.Container {
+	for _, o := range s.Owners {
+		c, ok := j.containers[o.PID]
+		if !ok {
+			c, _ = host.ContainerOf(o.PID)
+			if j.containers == nil {
+				j.containers = map[int]*host.Container{}
+			}
+			j.containers[o.PID] = c
+		}
+		if c != nil {
+			return c
+		}
+	}
+	if s.Namespace != nil {
+		return s.Namespace.Container
+	}
+	return nil
+}
+
+// sysctlNote says which namespaces were judged with assumed Linux defaults, "" when none.
+func (j *auditJudge) sysctlNote() string {
+	if len(j.sysctlErrs) == 0 {
+		return ""
+	}
+	names := make([]string, 0, len(j.sysctlErrs))
+	for ns := range j.sysctlErrs {
+		if ns == "" {
+			ns = "current"
+		}
+		names = append(names, ns)
+	}
+	slices.Sort(names)
+	var first error
+	for _, e := range j.sysctlErrs {
+		first = e
+		break
+	}
+	return fmt.Sprintf("sysctls of network namespace %s unreadable (%v): assumed the Linux defaults 7200/75/9", strings.Join(names, ", "), first)
 }
 
 func (j *auditJudge) sysctl(netns string) keepalive.Sysctl {
@@ -162,6 +213,10 @@ func (j *auditJudge) sysctl(netns string) keepalive.Sysctl {
 	s, err := keepalive.ReadSysctl(netns)
 	if err != nil {
 		s = keepalive.Sysctl{NetNS: netns, Keepalive: keepalive.LinuxDefaults(), Retries2: 15}
+		if j.sysctlErrs == nil {
+			j.sysctlErrs = map[string]error{}
+		}
+		j.sysctlErrs[netns] = err
 	}
 	j.sysctls[netns] = s
 	return s
@@ -318,6 +373,8 @@ type auditRow struct {
 type auditSock struct {
 	Local, Remote netip.AddrPort
 	NetNS         string
+	ns            *host.NetNS
+	container     *host.Container
 	Owners        []host.Owner
 	Cookie        uint64
 	TimerExpires  time.Duration
@@ -336,7 +393,7 @@ type auditSock struct {
 }
 
 func auditSockOf(s *host.Socket, owners []host.Owner) auditSock {
-	a := auditSock{Local: s.Local, Remote: s.Remote, NetNS: s.NetNS, Owners: owners, Cookie: s.Cookie,
+	a := auditSock{Local: s.Local, Remote: s.Remote, NetNS: s.NetNS, ns: s.Namespace, Owners: owners, Cookie: s.Cookie,
 		TimerExpires: s.TimerExpires, Inode: s.Inode, SendQ: s.SendQ, RecvQ: s.RecvQ,
 		TimerRetrans: int32(s.TimerRetrans), Family: uint8(s.Family), State: s.State, Timer: s.Timer}
 	if s.Info != nil {
@@ -432,7 +489,7 @@ func (s *auditSummary) procs() []auditProc {
 
 func (s *auditSummary) line() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%d connections, %d at risk", s.total, s.atRisk)
+	fmt.Fprintf(&b, "%s, %d at risk", plural(s.total, "connection"), s.atRisk)
 	if s.atRisk > 0 {
 		var kinds []string
 		for _, k := range []string{"no-keepalive", "middlebox", "in-flight", "slow"} {
@@ -511,6 +568,7 @@ func auditRun(cmd *cobra.Command, g *globalOptions, o *auditOptions) error {
 	err = host.Walk(cmd.Context(), opt, func(s *host.Socket) error {
 		sys := j.sysctl(s.NetNS)
 		r := auditRow{sock: auditSockOf(s, s.Owners), ka: auditSettings(s, sys)}
+		r.sock.container = j.containerOf(s)
 		r.verdict = j.judge(s, r.ka, sys)
 		sum.add(&r, s.SettingsErr)
 		if streaming {
@@ -548,7 +606,7 @@ func auditRun(cmd *cobra.Command, g *globalOptions, o *auditOptions) error {
 				buf = auditAppendJSON(buf[:0], r)
 				w.Write(buf)
 			}
-		} else {
+		} else if len(rows) > 0 {
 			auditTable(w, rows)
 		}
 	}
@@ -560,7 +618,7 @@ func auditRun(cmd *cobra.Command, g *globalOptions, o *auditOptions) error {
 		w.WriteString("}\n")
 	} else {
 		if sum.inferred > 0 {
-			fmt.Fprintf(w, "~ settings not readable for %d connections: shown as what the kernel timer proves (on/off, bounds), verdicts \"on bounds\"", sum.inferred)
+			fmt.Fprintf(w, "~ settings not readable for %s: shown as what the kernel timer proves (on/off, bounds), verdicts \"on bounds\"", plural(sum.inferred, "connection"))
 			switch {
 			case sum.skipped > 0:
 				fmt.Fprintf(w, " (more than %d socket descriptors on the host; use --deep=always for exact values)", auditDeepAutoLimit)
@@ -570,6 +628,9 @@ func auditRun(cmd *cobra.Command, g *globalOptions, o *auditOptions) error {
 			w.WriteString("\n")
 		}
 		w.WriteString(sum.line() + "\n")
+		if n := j.sysctlNote(); n != "" {
+			w.WriteString("Note: " + n + ".\n")
+		}
 	}
 	if err := w.Flush(); err != nil {
 		return err
@@ -713,7 +774,11 @@ func auditTimerText(s *auditSock) string {
 // formatted cells: text/tabwriter would hold every cell of 200 000 rows in memory.
 func auditTable(w io.Writer, rows []*auditRow) {
 	multiNS := slices.ContainsFunc(rows, func(r *auditRow) bool { return r.sock.NetNS != "" })
+	withCont := slices.ContainsFunc(rows, func(r *auditRow) bool { return r.sock.container != nil })
 	head := []string{"LOCAL", "PEER", "STATE", "PROCESS", "KEEPALIVE", "IDLE", "UNACKED", "TIMER", "DETECT", "RISK"}
+	if withCont {
+		head = slices.Insert(head, 4, "CONTAINER")
+	}
 	if multiNS {
 		head = append([]string{"NETNS"}, head...)
 	}
@@ -726,7 +791,7 @@ func auditTable(w io.Writer, rows []*auditRow) {
 	}
 	measure(head)
 	for _, r := range rows {
-		measure(auditCells(cells, r, multiNS))
+		measure(auditCells(cells, r, multiNS, withCont))
 	}
 	var line []byte
 	emit := func(cs []string) {
@@ -744,16 +809,19 @@ func auditTable(w io.Writer, rows []*auditRow) {
 	}
 	emit(head)
 	for _, r := range rows {
-		emit(auditCells(cells, r, multiNS))
+		emit(auditCells(cells, r, multiNS, withCont))
 	}
 }
 
 // auditCells formats one row into cells (reused between rows).
-func auditCells(cells []string, r *auditRow, multiNS bool) []string {
+func auditCells(cells []string, r *auditRow, multiNS, withCont bool) []string {
 	s := &r.sock
 	cells = cells[:0]
 	if multiNS {
 		ns := s.NetNS
+		if l := s.ns.Label(); l != "" {
+			ns = l
+		}
 		if ns == "" {
 			ns = "-"
 		}
@@ -775,8 +843,15 @@ func auditCells(cells []string, r *auditRow, multiNS bool) []string {
 	if s.hasInfo {
 		idle = auditDur(s.idle)
 	}
-	return append(cells, s.Local.String(), s.Remote.String(), s.State.String(), auditProcText(s.Owners),
-		auditKAText(r.ka), idle, strconv.FormatUint(uint64(s.SendQ), 10), auditTimerText(s), detect, risk)
+	cells = append(cells, s.Local.String(), s.Remote.String(), s.State.String(), auditProcText(s.Owners))
+	if withCont {
+		c := "-"
+		if s.container != nil {
+			c = s.container.Label()
+		}
+		cells = append(cells, c)
+	}
+	return append(cells, auditKAText(r.ka), idle, strconv.FormatUint(uint64(s.SendQ), 10), auditTimerText(s), detect, risk)
 }
 
 // auditAppendJSON appends one connection as a JSON object, without reflection (audit of
@@ -786,8 +861,31 @@ func auditAppendJSON(b []byte, r *auditRow) []byte {
 	b = append(b, '{')
 	if s.NetNS != "" {
 		b = append(b, `"netns":`...)
-		b = auditAppendString(b, s.NetNS)
+		label := s.NetNS
+		if l := s.ns.Label(); l != "" {
+			label = l
+		}
+		b = auditAppendString(b, label)
+		if label != s.NetNS {
+			b = append(b, `,"netns_path":`...)
+			b = auditAppendString(b, s.NetNS)
+		}
+		if s.ns != nil && s.ns.Inode != 0 {
+			b = append(b, `,"netns_inode":`...)
+			b = strconv.AppendUint(b, s.ns.Inode, 10)
+		}
 		b = append(b, ',')
+	}
+	if c := s.container; c != nil {
+		b = append(b, `"container":{"runtime":`...)
+		b = auditAppendString(b, c.Runtime)
+		b = append(b, `,"id":`...)
+		b = auditAppendString(b, c.ID)
+		if c.Pod != "" {
+			b = append(b, `,"pod":`...)
+			b = auditAppendString(b, c.Pod)
+		}
+		b = append(b, `},`...)
 	}
 	if s.Family == 10 {
 		b = append(b, `"family":"ipv6","local":"`...)
@@ -944,10 +1042,11 @@ func auditWriteSummaryJSON(w io.Writer, sum *auditSummary, j *auditJudge) error 
 		DetectWithin     int64          `json:"detect_within_ms,omitempty"`
 		ByProcess        []auditProc    `json:"by_process"`
 		Text             string         `json:"text"`
+		SysctlsAssumed   string         `json:"sysctls_assumed,omitempty"`
 	}
 	out := summary{Connections: sum.total, AtRisk: sum.atRisk, ByRisk: sum.byKind, Inferred: sum.inferred,
 		WithoutOwner: sum.noOwner, MiddleboxTimeout: j.middlebox.Milliseconds(), DetectWithin: j.detectWithin.Milliseconds(),
-		ByProcess: sum.procs(), Text: sum.line()}
+		ByProcess: sum.procs(), Text: sum.line(), SysctlsAssumed: j.sysctlNote()}
 	b, err := json.Marshal(out)
 	if err != nil {
 		return err

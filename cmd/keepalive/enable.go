@@ -36,8 +36,10 @@ kernel.yama.ptrace_scope=0), sets the options on the duplicate (which changes th
 socket), reads them back to verify and closes the duplicate. The process is not stopped
 and notices nothing, except that a dead peer now makes its next call fail.
 
-Select connections with --port --peer --pid --comm --state --idle-over (ANDed), or
---all for every established connection. By default only ESTABLISHED connections are
+Select connections with --port --peer --pid --comm --cgroup --container --cookie
+--state --idle-over (ANDed), or --all for every established connection. --pid, --comm,
+--cgroup and --container find the processes' sockets in whatever network namespace they
+live (a container's, say); --all-netns looks in every namespace of the host. By default only ESTABLISHED connections are
 changed; add --state listen to change listening sockets, whose future connections
 inherit the settings.
 
@@ -57,7 +59,8 @@ and skipped. Exit status 1 when a socket could not be changed for another reason
   keepalive enable --pid 4242 --env aws-nat-gateway
   keepalive enable --peer 10.0.0.0/8 --port 5432 --detect-within 2m --user-timeout 2m
   keepalive enable --all --idle 300 --interval 30 --count 4
-  keepalive enable --comm java --env azure-lb --watch 30s`,
+  keepalive enable --comm java --env azure-lb --watch 30s
+  keepalive enable --container 3f2a9c1e0b7d --env aws-nat-gateway`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := linuxOnly("keepalive enable"); err != nil {
@@ -169,7 +172,7 @@ type enableRound struct {
 
 func enableRun(cmd *cobra.Command, g *globalOptions, o *enableOptions) error {
 	if !o.sel.given() && !o.all {
-		return usagef("enable changes running processes: select connections with --port, --peer, --pid, --comm, --state or --idle-over, or pass --all")
+		return usagef("enable changes running processes: select connections with --port, --peer, --pid, --comm, --cgroup, --container, --cookie, --state or --idle-over, or pass --all")
 	}
 	opt, err := o.sel.listOptions()
 	if err != nil {
@@ -225,7 +228,7 @@ func enableRun(cmd *cobra.Command, g *globalOptions, o *enableOptions) error {
 			if !o.dryRun && (r.Err == nil || errors.Is(r.Err, host.ErrGone)) {
 				handled[r.Socket.Cookie] = true
 			}
-			j := enableResultJSON{NetNS: r.Socket.NetNS, Local: r.Socket.Local.String(), Peer: r.Socket.Remote.String(),
+			j := enableResultJSON{NetNS: nsText(&r.Socket), Local: r.Socket.Local.String(), Peer: r.Socket.Remote.String(),
 				State: r.Socket.State.String(), Cookie: r.Socket.Cookie, PID: r.Owner.PID, Comm: r.Owner.Comm, FD: r.Owner.FD, Changed: r.Changed}
 			switch {
 			case r.Err == nil:
@@ -284,6 +287,9 @@ func enablePrint(w io.Writer, rep *enableRound, watch bool) {
 		return // quiet rounds stay quiet
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	if len(rep.Results) == 0 {
+		tw = tabwriter.NewWriter(io.Discard, 0, 0, 2, ' ', 0) // no empty table
+	}
 	verb := "changed"
 	if rep.DryRun {
 		verb = "would change"
@@ -315,6 +321,6 @@ func enablePrint(w io.Writer, rep *enableRound, watch bool) {
 	if rep.Round > 0 {
 		prefix = fmt.Sprintf("round %d: ", rep.Round)
 	}
-	fmt.Fprintf(w, "%s%d connections: %d %s, %d already set, %d gone, %d failed (settings: %s, %s)\n", prefix,
-		rep.Matched, rep.Changed, verb, rep.Already, rep.Gone, rep.Failed, enableSettingsText(&rep.Config), rep.Source)
+	fmt.Fprintf(w, "%s%s: %d %s, %d already set, %d gone, %d failed (settings: %s, %s)\n", prefix,
+		plural(rep.Matched, "connection"), rep.Changed, verb, rep.Already, rep.Gone, rep.Failed, enableSettingsText(&rep.Config), rep.Source)
 }

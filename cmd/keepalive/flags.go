@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"math"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -39,6 +40,10 @@ func (v *durationValue) Set(s string) error {
 
 func (v *durationValue) Type() string { return "duration" }
 
+// durationSyntax matches what time.ParseDuration accepts, so a value that still fails to parse
+// is out of range rather than malformed.
+var durationSyntax = regexp.MustCompile(`^[-+]?((\d+\.?\d*|\.\d+)(ns|us|µs|μs|ms|s|m|h))+$`)
+
 // parseDuration accepts Go durations ("1m30s", "500ms") and bare seconds ("90", "1.5").
 func parseDuration(s string) (time.Duration, error) {
 	s = strings.TrimSpace(s)
@@ -53,6 +58,9 @@ func parseDuration(s string) (time.Duration, error) {
 	}
 	d, err := time.ParseDuration(s)
 	if err != nil {
+		if durationSyntax.MatchString(s) {
+			return 0, fmt.Errorf("duration %q out of range (allowed: 0..%dh)", s, int64(math.MaxInt64)/int64(time.Hour))
+		}
 		return 0, fmt.Errorf("%q is not a duration (use e.g. 30s, 5m, 1h30m or a number of seconds)", s)
 	}
 	if d < 0 {

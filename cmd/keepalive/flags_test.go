@@ -1,6 +1,7 @@
 package main
 
 import (
+	"strings"
 	"testing"
 	"time"
 )
@@ -30,4 +31,19 @@ func FuzzParseDuration(f *testing.F) {
 			t.Fatalf("parseDuration(%q) = %s < 0", s, d)
 		}
 	})
+}
+
+func TestParseDurationOutOfRange(t *testing.T) {
+	for _, s := range []string{"99999999h", "9999999999999s5m"} {
+		_, err := parseDuration(s)
+		if err == nil || !strings.Contains(err.Error(), "out of range") {
+			t.Errorf("parseDuration(%q) = %v, want an out-of-range error", s, err)
+		}
+	}
+	for _, s := range []string{"5 minutes", "1x", "h"} {
+		_, err := parseDuration(s)
+		if err == nil || !strings.Contains(err.Error(), "not a duration") {
+			t.Errorf("parseDuration(%q) = %v, want 'not a duration'", s, err)
+		}
+	}
 }

@@ -184,10 +184,12 @@ func newHeartbeatConnectCmd(g *globalOptions) *cobra.Command {
 
 A PING is sent after --time without reading anything; the RTT of every PONG is printed. When
 no frame arrives within --timeout after a PING, the peer is declared dead (host gone, path
-broken, or application hung) and the command exits with status 3 and the reason; a GOAWAY from
-the server (e.g. "too_many_pings" when --time is below the server's --min-time) also exits 3.
+broken, or application hung) and the command prints the reason once and exits with status 3;
+a GOAWAY from the server (e.g. "too_many_pings" when --time is below the server's --min-time)
+also exits 3.
 --count N stops after N PONGs (exit 0). --user-timeout also sets TCP_USER_TIMEOUT = --timeout on
-the socket, as gRPC does.`,
+the socket, as gRPC does. An address where no heartbeat server answers (an HTTP server, say)
+is reported as such, with exit status 1.`,
 		Example: `  keepalive heartbeat connect 127.0.0.1:7000
   keepalive heartbeat connect 127.0.0.1:7000 --time 200ms --timeout 1s --count 10
   keepalive heartbeat connect lb.example:443 --time 5s --timeout 10s --json | jq .rtt_ms`,
@@ -237,14 +239,29 @@ the socket, as gRPC does.`,
 			case err == nil || (ctx.Err() != nil && errors.Is(err, ctx.Err())):
 				p.emit(summary, "%d pings, %d pongs, rtt min %.3f ms smoothed %.3f ms", st.PingsSent, st.PongsReceived, hbMs(st.MinRTT), hbMs(st.SmoothedRTT))
 				return nil
+			case errors.Is(err, heartbeat.ErrProtocol),
+				st.PongsReceived == 0 && st.PingsReceived == 0 && (errors.Is(err, heartbeat.ErrPeerUnresponsive) || errors.Is(err, io.EOF)):
+				// Nothing that speaks the protocol ever answered: a wrong address or port (an
+				// HTTP server, a database), not a dead peer.
+				why := fmt.Sprintf("no heartbeat frame arrived within %s after the first PING", tout)
+				switch {
+				case errors.Is(err, heartbeat.ErrProtocol):
+					why = "it sent something that is not a heartbeat frame (" + err.Error() + ")"
+				case errors.Is(err, io.EOF):
+					why = "it closed the connection without a heartbeat frame"
+				}
+				p.emit(map[string]any{"event": "not_heartbeat", "peer": peer, "reason": why},
+					"%s is not a heartbeat server: %s; is 'keepalive heartbeat serve' listening there?", peer, why)
+				return &exitError{code: exitError1}
 			case errors.Is(err, heartbeat.ErrPeerUnresponsive), errors.Is(err, heartbeat.ErrGoAway):
 				kind := "dead"
 				if errors.Is(err, heartbeat.ErrGoAway) {
 					kind = "goaway"
 				}
+				// The reason is printed once, here; the exit status says the rest.
 				p.emit(map[string]any{"event": kind, "peer": peer, "reason": err.Error(), "pongs": st.PongsReceived},
 					"%s: %s after %d pongs: %v", kind, peer, st.PongsReceived, err)
-				return &exitError{code: exitFound, err: fmt.Errorf("peer %s: %w", peer, err)}
+				return &exitError{code: exitFound}
 			case errors.Is(err, io.EOF):
 				return fmt.Errorf("peer %s closed the connection after %d pongs", peer, st.PongsReceived)
 			default:

@@ -31,7 +31,7 @@ func TestHeartbeatCommand(t *testing.T) {
 	b := hbBuild(t)
 	t.Run("ServeConnect", func(t *testing.T) { b.testServeConnect(t) })
 	t.Run("HungPeerExit3", func(t *testing.T) { b.testHungPeerExit3(t) })
-	t.Run("DeadPeerExit3", func(t *testing.T) { b.testDeadPeerExit3(t) })
+	t.Run("SilentPeerExit1", func(t *testing.T) { b.testSilentPeerExit1(t) })
 	t.Run("FloodGoAway", func(t *testing.T) { b.testFloodGoAway(t) })
 	t.Run("BadFlags", func(t *testing.T) { b.testBadFlags(t) })
 }
@@ -135,7 +135,7 @@ func (b hbBin) testHungPeerExit3(t *testing.T) {
 	if code != 3 {
 		t.Fatalf("exit %d, want 3\n%s\n%s", code, stdout, stderr)
 	}
-	if !strings.Contains(stderr, "unresponsive") || !strings.Contains(stdout, "pong 2") {
+	if !strings.Contains(stdout, "unresponsive") || !strings.Contains(stdout, "pong 2") || strings.Contains(stderr, "unresponsive") {
 		t.Fatalf("stdout:\n%s\nstderr:\n%s", stdout, stderr)
 	}
 	if took > 5*time.Second {
@@ -143,8 +143,9 @@ func (b hbBin) testHungPeerExit3(t *testing.T) {
 	}
 }
 
-// A peer that accepts TCP but never speaks the protocol is dead within Time+Timeout.
-func (b hbBin) testDeadPeerExit3(t *testing.T) {
+// A peer that accepts TCP but never speaks the protocol (no frame after the first PING) is
+// reported within Time+Timeout as not being a heartbeat server, exit 1.
+func (b hbBin) testSilentPeerExit1(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -160,18 +161,18 @@ func (b hbBin) testDeadPeerExit3(t *testing.T) {
 		}
 	}()
 	stdout, stderr, code, took := b.run(t, "heartbeat", "connect", ln.Addr().String(), "--time", "200ms", "--timeout", "400ms", "--json")
-	if code != 3 || !strings.Contains(stdout, `"event":"dead"`) || !strings.Contains(stderr, "unresponsive") {
+	if code != 1 || !strings.Contains(stdout, `"event":"not_heartbeat"`) || stderr != "" {
 		t.Fatalf("exit %d\n%s\n%s", code, stdout, stderr)
 	}
 	if took < 550*time.Millisecond || took > 3*time.Second {
-		t.Fatalf("dead peer reported after %s, want about 600ms", took)
+		t.Fatalf("silent peer reported after %s, want about 600ms", took)
 	}
 }
 
 func (b hbBin) testFloodGoAway(t *testing.T) {
 	addr := b.serve(t, "--min-time", "1s")
 	stdout, stderr, code, _ := b.run(t, "heartbeat", "connect", addr, "--time", "10ms")
-	if code != 3 || !strings.Contains(stderr, "too_many_pings") {
+	if code != 3 || !strings.Contains(stdout, "too_many_pings") || strings.Contains(stderr, "too_many_pings") {
 		t.Fatalf("exit %d\n%s\n%s", code, stdout, stderr)
 	}
 }

@@ -7,10 +7,10 @@ import (
 	"io"
 	"os"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/keepalive-dev/keepalive"
+	"github.com/keepalive-dev/keepalive/internal/progress"
 	"github.com/keepalive-dev/keepalive/lab"
 	"github.com/spf13/cobra"
 )
@@ -233,32 +233,17 @@ func labOptions(f *labFlags) (lab.Options, error) {
 	return o, nil
 }
 
-// labProgress prints a progress line on stderr, overwritten in place.
-type labProgress struct {
-	mu   sync.Mutex
-	w    io.Writer
-	last int
+// labProgress prints a progress line on stderr: overwritten in place on a terminal, plain
+// lines at a calm rate when stderr is redirected.
+type labProgress struct{ line *progress.Line }
+
+func newLabProgress(w io.Writer) *labProgress {
+	return &labProgress{line: progress.New(w, progress.DefaultEvery)}
 }
 
-func (p *labProgress) show(s string) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	pad := ""
-	if n := p.last - len(s); n > 0 {
-		pad = strings.Repeat(" ", n)
-	}
-	fmt.Fprintf(p.w, "\r%s%s", s, pad)
-	p.last = len(s)
-}
+func (p *labProgress) show(s string) { p.line.Show(s) }
 
-func (p *labProgress) clear() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.last > 0 {
-		fmt.Fprintf(p.w, "\r%s\r", strings.Repeat(" ", p.last))
-		p.last = 0
-	}
-}
+func (p *labProgress) clear() { p.line.Clear() }
 
 func labRun(ctx context.Context, g *globalOptions, f *labFlags) error {
 	o, err := labOptions(f)
@@ -268,7 +253,7 @@ func labRun(ctx context.Context, g *globalOptions, f *labFlags) error {
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	prog := &labProgress{w: g.Stderr}
+	prog := newLabProgress(g.Stderr)
 	if !f.noProgress {
 		o.Progress = func(p lab.Progress) {
 			prog.show(fmt.Sprintf("waiting: %.1fs elapsed / %.1fs expected (bound %s), %d probe(s) seen",
@@ -340,7 +325,7 @@ func labMatrix(ctx context.Context, g *globalOptions, f *labFlags, changed func(
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	prog := &labProgress{w: g.Stderr}
+	prog := newLabProgress(g.Stderr)
 	start := time.Now()
 	if f.hz != 0 && (f.hz < 10 || f.hz > 10000) {
 		return usagef("--hz %d out of range (allowed: 10..10000, typically 100, 250, 300 or 1000)", f.hz)
@@ -412,7 +397,7 @@ func labRandom(ctx context.Context, g *globalOptions, f *labFlags, changed func(
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	prog := &labProgress{w: g.Stderr}
+	prog := newLabProgress(g.Stderr)
 	start := time.Now()
 	ro := lab.RandomOptions{N: f.random, Seed: seed, IPv6: f.ipv6, HZ: f.hz}
 	if !f.noProgress {

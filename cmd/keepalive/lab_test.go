@@ -241,8 +241,8 @@ func testLabInterruptedCleansUp(t *testing.T, bin string) {
 			t.Errorf("%v: took %s to stop", sig, el)
 		}
 		var ee *exec.ExitError
-		if !errors.As(err, &ee) || ee.ExitCode() != exitError1 {
-			t.Errorf("%v: exit %v, want status %d", sig, err, exitError1)
+		if !errors.As(err, &ee) || ee.ExitCode() != exitInterrupted {
+			t.Errorf("%v: exit %v, want status %d", sig, err, exitInterrupted)
 		}
 		if left := labNamespacesOf(pid); len(left) > 0 {
 			t.Errorf("%v: left behind %v", sig, left)

@@ -1,8 +1,9 @@
 // Command keepalive finds dead TCP peers and keeps live ones alive.
 //
-// Exit codes: 0 success; 1 error (bad input, system call failure); 2 usage error (unknown flag
-// or command); 3 a check found a problem (audit: connections at risk; probe: dead peers;
-// heartbeat connect: peer dead or hung; lab: not detected within the bound).
+// Exit codes: 0 success; 1 runtime error (system call failure, missing privilege, nothing
+// readable); 2 usage error (unknown flag or command, bad flag value); 3 a check found a problem
+// (audit: connections at risk; probe: dead peers; heartbeat connect: peer dead or hung; lab:
+// not detected within the bound); 130 interrupted (SIGINT or SIGTERM).
 package main
 
 import (
@@ -29,6 +30,13 @@ func run(args []string) int {
 	root := newRootCmd(g)
 	root.SetArgs(args)
 	err := root.ExecuteContext(ctx)
+	if ctx.Err() != nil {
+		// Interrupted: whatever the command made of it, scripts see 128+SIGINT.
+		if err != nil && !errors.Is(err, context.Canceled) {
+			fmt.Fprintln(os.Stderr, "keepalive:", err)
+		}
+		return exitInterrupted
+	}
 	if err == nil {
 		return exitOK
 	}

@@ -472,7 +472,11 @@ func planWriteSVG(path string, r *planResult) error {
 		return fmt.Errorf("--svg: %w", err)
 	}
 	title := fmt.Sprintf("keepalive plan: %s, scenario %s — detected after %s", r.Config, r.Timeline.Model.Scenario, r.DetectionText)
-	if err := viz.SVG(f, title, []viz.Track{{Label: "predicted", Events: r.Timeline.Events}}); err != nil {
+	track := viz.Track{Label: "predicted", Events: r.Timeline.Events}
+	if r.Middlebox > 0 {
+		track.Marks = []viz.Mark{{At: r.Middlebox, Label: "middlebox expiry"}}
+	}
+	if err := viz.SVG(f, title, []viz.Track{track}); err != nil {
 		f.Close()
 		return fmt.Errorf("--svg: %w", err)
 	}

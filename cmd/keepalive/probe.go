@@ -17,6 +17,7 @@ import (
 
 // probeOptions are the flags of 'keepalive probe'.
 type probeOptions struct {
+	self     selfGuard
 	sel      selectorFlags
 	count    int
 	interval time.Duration
@@ -120,6 +121,7 @@ unknown (each row gives its reason); 0 when all are alive or gone.`,
 	f.IntVar(&o.rate, "rate", probe.DefaultRate, fmt.Sprintf("maximum packets injected per second (1..%d)", probe.MaxRate))
 	f.BoolVar(&o.reap, "reap", false, "destroy (SOCK_DESTROY) connections whose peer is dead or unreachable")
 	f.BoolVar(&o.dryRun, "dry-run", false, "with --reap: list what would be destroyed, destroy nothing")
+	o.self.registerSelf(f)
 	f.BoolVar(&o.owners, "owners", false, "show the owning processes (one pass over /proc/*/fd; implied by --pid and --comm)")
 	return cmd
 }
@@ -142,6 +144,9 @@ func (o *probeOptions) config() (probe.Config, error) {
 	if o.dryRun && !o.reap {
 		return probe.Config{}, usagef("--dry-run only makes sense with --reap")
 	}
+	if o.reap && !o.sel.narrows() {
+		return probe.Config{}, usagef("--reap destroys connections: narrow them with --port, --peer, --pid, --comm, --cgroup, --container or --cookie (--state and --idle-over alone select every connection)")
+	}
 	return probe.Config{Count: o.count, Interval: o.interval, Timeout: o.timeout}, nil
 }
 
@@ -162,7 +167,8 @@ func runProbe(ctx context.Context, g *globalOptions, o *probeOptions) error {
 	}
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt)
 	defer stop()
-	lopt.Owners = o.owners
+	lopt.Owners = o.owners || o.reap // --reap leaves the session's own connections alone
+	o.self.init()
 	if len(lopt.Selector.States) == 0 {
 		// Only ESTABLISHED connections can be probed: let the kernel filter.
 		lopt.Selector.States = []host.State{host.StateEstablished}
@@ -283,6 +289,8 @@ func runProbe(ctx context.Context, g *globalOptions, o *probeOptions) error {
 		}
 		s := sockOf[r.NetNS][r.Flow]
 		switch {
+		case o.self.protects(&s):
+			r.Reaped = "kept: carries this session (--include-self)"
 		case r.LinkDown != "":
 			// The local link is down: nothing is known about the peer, and
 			// the connection may well survive the outage.

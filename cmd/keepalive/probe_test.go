@@ -229,7 +229,7 @@ func TestProbeCommandAliveThenDeadReap(t *testing.T) {
 
 	// Peer black-holed: dead, exit 3; --reap --dry-run destroys nothing.
 	tn.blackHole(t)
-	out, errOut, code = probeTestRun(t, bin, append([]string{"probe", "--json", "--count", "2", "--interval", "600ms", "--reap", "--dry-run"}, sel...)...)
+	out, errOut, code = probeTestRun(t, bin, append([]string{"probe", "--json", "--count", "2", "--interval", "600ms", "--reap", "--dry-run", "--include-self"}, sel...)...)
 	var res probeTestOut
 	if err := json.Unmarshal([]byte(out), &res); err != nil {
 		t.Fatalf("json: %v\n%s\n%s", err, out, errOut)
@@ -243,8 +243,14 @@ func TestProbeCommandAliveThenDeadReap(t *testing.T) {
 		}
 	}
 
-	// --reap destroys them: the owners get ECONNABORTED.
+	// Without --include-self the connections of this test process, an ancestor of the
+	// command, carry "its session" and are kept.
 	out, errOut, code = probeTestRun(t, bin, append([]string{"probe", "--count", "2", "--interval", "600ms", "--reap"}, sel...)...)
+	if code != 3 || strings.Contains(out, "destroyed") || strings.Count(out, "kept: carries this session") != 4 {
+		t.Fatalf("reap of the session's own connections: exit %d\n%s\n%s", code, out, errOut)
+	}
+	// --reap --include-self destroys them: the owners get ECONNABORTED.
+	out, errOut, code = probeTestRun(t, bin, append([]string{"probe", "--count", "2", "--interval", "600ms", "--reap", "--include-self"}, sel...)...)
 	if code != 3 || !strings.Contains(out, "4 destroyed") {
 		t.Fatalf("exit %d\n%s\n%s", code, out, errOut)
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"text/tabwriter"
 
@@ -12,6 +13,7 @@ import (
 
 type reapOptions struct {
 	sel    selectorFlags
+	self   selfGuard
 	dryRun bool
 }
 
@@ -25,6 +27,7 @@ type reapResultJSON struct {
 	IdleMS    int64  `json:"idle_ms"`
 	Destroyed bool   `json:"destroyed"`
 	Gone      bool   `json:"gone,omitempty"`
+	Protected bool   `json:"protected,omitempty"`
 	Error     string `json:"error,omitempty"`
 }
 
@@ -37,6 +40,8 @@ type reapReport struct {
 	Gone      int              `json:"gone"`
 	Failed    int              `json:"failed"`
 	Skipped   int              `json:"skipped,omitempty"`
+	// Protected counts matching connections of this command's own session, left alone.
+	Protected int `json:"protected,omitempty"`
 }
 
 func newReapCmd(g *globalOptions) *cobra.Command {
@@ -49,8 +54,10 @@ the owning process's next call on the socket fails with ECONNABORTED and the pee
 receives an RST. Each connection is addressed by its exact identity (addresses, ports
 and socket cookie), so a newer connection that reused the same addresses is never hit.
 
-At least one selector is required (--port --peer --pid --comm --state --idle-over);
-there is deliberately no --all. Without --state, every connected state is matched
+At least one narrowing selector is required (--port --peer --pid --comm --cgroup
+--container --cookie); --state and --idle-over only narrow further, and there is
+deliberately no --all. Connections of the session you run it from (owned by this command's
+ancestor processes, such as the sshd session) are never destroyed unless --include-self. Without --state, every connected state is matched
 (established, syn-sent, fin-wait-*, close-wait, last-ack, closing). Use --dry-run
 first to see what would be destroyed; 'keepalive audit' with the same selectors shows
 why. Needs CAP_NET_ADMIN and a kernel with CONFIG_INET_DIAG_DESTROY. A connection that
@@ -59,7 +66,8 @@ destroyed.`,
 		Example: `  keepalive reap --peer 10.1.2.3 --dry-run
   keepalive reap --comm myapp --state close-wait
   keepalive reap --port 5432 --idle-over 2h
-  keepalive reap --netns blue --peer 10.200.0.0/16 --json`,
+  keepalive reap --netns blue --peer 10.200.0.0/16 --json
+  keepalive reap --container 3f2a9c1e0b7d --state close-wait`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := linuxOnly("keepalive reap"); err != nil {
@@ -70,13 +78,15 @@ destroyed.`,
 	}
 	o.sel.register(cmd.Flags())
 	cmd.Flags().BoolVar(&o.dryRun, "dry-run", false, "list what would be destroyed, destroy nothing")
+	o.self.registerSelf(cmd.Flags())
 	return cmd
 }
 
 func reapRun(cmd *cobra.Command, g *globalOptions, o *reapOptions) error {
-	if !o.sel.given() {
-		return usagef("reap destroys connections: select them with --port, --peer, --pid, --comm, --state or --idle-over (there is no --all)")
+	if !o.sel.narrows() {
+		return usagef("reap destroys connections: select them with --port, --peer, --pid, --comm, --cgroup, --container or --cookie (--state and --idle-over alone would select every connection of the host; there is no --all)")
 	}
+	o.self.init()
 	opt, err := o.sel.listOptions()
 	if err != nil {
 		return err
@@ -91,8 +101,14 @@ func reapRun(cmd *cobra.Command, g *globalOptions, o *reapOptions) error {
 	var firstErr error
 	for i := range socks {
 		s := &socks[i]
-		r := reapResultJSON{NetNS: s.NetNS, Local: s.Local.String(), Peer: s.Remote.String(), State: s.State.String(),
+		r := reapResultJSON{NetNS: nsText(s), Local: s.Local.String(), Peer: s.Remote.String(), State: s.State.String(),
 			Cookie: s.Cookie, Process: auditProcText(s.Owners), IdleMS: s.Idle().Milliseconds()}
+		if o.self.protects(s) {
+			r.Protected, r.Error = true, "carries this session (owned by an ancestor of this command; --include-self to destroy it)"
+			rep.Protected++
+			rep.Results = append(rep.Results, r)
+			continue
+		}
 		if !o.dryRun {
 			switch err := host.Destroy(ctx, *s); {
 			case err == nil:
@@ -115,18 +131,27 @@ func reapRun(cmd *cobra.Command, g *globalOptions, o *reapOptions) error {
 			break
 		}
 	}
+	if rep.Destroyed == 0 && rep.Gone == 0 && errors.Is(firstErr, os.ErrPermission) {
+		// Nothing could be done at all: the error alone, no table of failures.
+		return fmt.Errorf("reap: %w", firstErr)
+	}
 	if g.JSON {
 		if err := g.printJSON(rep); err != nil {
 			return err
 		}
 	} else {
 		tw := tabwriter.NewWriter(g.Stdout, 0, 0, 2, ' ', 0)
+		if len(rep.Results) == 0 {
+			tw = tabwriter.NewWriter(io.Discard, 0, 0, 2, ' ', 0) // no empty table
+		}
 		fmt.Fprintln(tw, "LOCAL\tPEER\tSTATE\tPROCESS\tIDLE\tRESULT")
 		for _, r := range rep.Results {
 			res := "destroyed"
 			switch {
 			case o.dryRun:
 				res = "would destroy"
+			case r.Protected:
+				res = "kept: carries this session (--include-self)"
 			case r.Gone:
 				res = "already gone"
 			case r.Error != "":
@@ -140,17 +165,28 @@ func reapRun(cmd *cobra.Command, g *globalOptions, o *reapOptions) error {
 		}
 		tw.Flush()
 		if o.dryRun {
-			fmt.Fprintf(g.Stdout, "%d connections match %s; nothing destroyed (--dry-run)\n", rep.Matched, rep.Selector)
+			fmt.Fprintf(g.Stdout, "%s %s; nothing destroyed (--dry-run)\n", plural(rep.Matched, "connection"), matchVerb(rep.Matched)+" "+rep.Selector)
 		} else {
-			fmt.Fprintf(g.Stdout, "%d connections match %s: %d destroyed, %d already gone, %d failed", rep.Matched, rep.Selector, rep.Destroyed, rep.Gone, rep.Failed)
+			fmt.Fprintf(g.Stdout, "%s %s: %d destroyed, %d already gone, %d failed", plural(rep.Matched, "connection"), matchVerb(rep.Matched)+" "+rep.Selector, rep.Destroyed, rep.Gone, rep.Failed)
 			if rep.Skipped > 0 {
 				fmt.Fprintf(g.Stdout, ", %d not tried", rep.Skipped)
+			}
+			if rep.Protected > 0 {
+				fmt.Fprintf(g.Stdout, ", %d kept (this session's)", rep.Protected)
 			}
 			fmt.Fprintln(g.Stdout)
 		}
 	}
 	if firstErr != nil {
-		return fmt.Errorf("reap: %d of %d connections could not be destroyed: %w", rep.Failed+rep.Skipped, rep.Matched, firstErr)
+		return fmt.Errorf("reap: %d of %s could not be destroyed: %w", rep.Failed+rep.Skipped, plural(rep.Matched, "connection"), firstErr)
 	}
 	return nil
+}
+
+// matchVerb agrees "match" with a count.
+func matchVerb(n int) string {
+	if n == 1 {
+		return "matches"
+	}
+	return "match"
 }

@@ -24,10 +24,26 @@ func TestReapDestroysChildConnections(t *testing.T) {
 	if _, errOut, code := lab.run("reap", "--netns", ns); code != 2 || !strings.Contains(errOut, "select them") {
 		t.Fatalf("reap without a selector: exit %d: %s", code, errOut)
 	}
+	for _, args := range [][]string{{"--state", "established"}, {"--idle-over", "1s"}, {"--state", "established", "--idle-over", "1s", "--all-netns"}} {
+		if _, errOut, code := lab.run(append([]string{"reap"}, args...)...); code != 2 || !strings.Contains(errOut, "alone would select every connection") {
+			t.Fatalf("reap %v: exit %d: %s", args, code, errOut)
+		}
+	}
+	// The accepted ends in B belong to this test process, an ancestor of the reap command:
+	// they carry "its session" and are kept unless --include-self.
+	out, errOut, code := lab.run("reap", "--netns", lab.pair.B.Name, "--port", lab.lnPort, "--json")
+	var kept reapReport
+	if err := json.Unmarshal([]byte(out), &kept); err != nil || code != 0 || kept.Protected != 3 || kept.Destroyed != 0 {
+		t.Fatalf("reap of the session's own connections: exit %d, %+v %v\n%s%s", code, kept, err, out, errOut)
+	}
+	out, _, code = lab.run("reap", "--netns", lab.pair.B.Name, "--port", lab.lnPort, "--include-self", "--dry-run")
+	if code != 0 || strings.Count(out, "would destroy") != 3 {
+		t.Fatalf("reap --include-self --dry-run: exit %d\n%s", code, out)
+	}
 	// --dry-run lists and destroys nothing.
-	out, errOut, code := lab.run("reap", "--netns", ns, "--port", lab.ports[0], "--dry-run")
+	out, errOut, code = lab.run("reap", "--netns", ns, "--port", lab.ports[0], "--dry-run")
 	if code != 0 || !strings.Contains(out, lab.locals[0]) || !strings.Contains(out, "would destroy") ||
-		!strings.Contains(out, "1 connections match --port "+lab.ports[0]+" --netns "+ns+"; nothing destroyed (--dry-run)") {
+		!strings.Contains(out, "1 connection matches --port "+lab.ports[0]+" --netns "+ns+"; nothing destroyed (--dry-run)") {
 		t.Fatalf("reap --dry-run: exit %d\n%s%s", code, out, errOut)
 	}
 	lab.quiet(300 * time.Millisecond)
@@ -51,9 +67,10 @@ func TestReapDestroysChildConnections(t *testing.T) {
 		t.Fatalf("child: %q, want err 0 ECONNABORTED", line)
 	}
 	lab.quiet(300 * time.Millisecond)
-	// The rest by owner; text output names what was destroyed.
-	out, errOut, code = lab.run("reap", "--netns", ns, "--pid", lab.pid())
-	if code != 0 || strings.Count(out, "destroyed") != 3 || !strings.Contains(out, "2 connections match --pid "+lab.pid()+" --netns "+ns+": 2 destroyed, 0 already gone, 0 failed") {
+	// The rest by owner, without --netns: --pid finds the process's namespace; text output
+	// names what was destroyed.
+	out, errOut, code = lab.run("reap", "--pid", lab.pid())
+	if code != 0 || strings.Count(out, "destroyed") != 3 || !strings.Contains(out, "2 connections match --pid "+lab.pid()+": 2 destroyed, 0 already gone, 0 failed") {
 		t.Fatalf("reap --pid: exit %d\n%s%s", code, out, errOut)
 	}
 	got := map[string]bool{}
@@ -116,4 +133,48 @@ func TestUnprivilegedErrorsNameTheFix(t *testing.T) {
 	if _, err := c.Write([]byte("x")); err != nil {
 		t.Errorf("connection harmed by the failed reap: %v", err)
 	}
+}
+
+// TestSetuidRunRefusesOthers installs the binary set-user-ID root and runs it as uid 65534
+// (AT_SECURE): it must refuse to change or destroy the connections of a root process, and say
+// why, while the connection stays untouched.
+func TestSetuidRunRefusesOthers(t *testing.T) {
+	nstest.Need(t, os.Geteuid() == 0, "needs root to install a set-user-ID binary")
+	lab := newHostLab(t, 2) // a root process with two connections, in namespace A
+	bin := lab.bin
+	for d := filepath.Dir(bin); d != os.TempDir() && d != "/"; d = filepath.Dir(d) {
+		os.Chmod(d, 0o755)
+	}
+	if err := os.Chmod(bin, 0o755|os.ModeSetuid); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.Chmod(bin, 0o755) })
+	nobody := func(args ...string) (string, string, int) {
+		var o, e bytes.Buffer
+		cmd := exec.Command(bin, args...)
+		cmd.Stdout, cmd.Stderr = &o, &e
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+		err := cmd.Run()
+		if ee, ok := err.(*exec.ExitError); ok {
+			return o.String(), e.String(), ee.ExitCode()
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		return o.String(), e.String(), 0
+	}
+	const refusal = "who ran this set-user-ID or file-capability program"
+	out, errOut, code := nobody("enable", "--pid", lab.pid(), "--idle", "60")
+	if code != 1 || !strings.Contains(out+errOut, refusal) || strings.Contains(out+errOut, "setcap") {
+		t.Fatalf("set-user-ID enable on root's connections: exit %d\n%s%s", code, out, errOut)
+	}
+	out, errOut, code = nobody("reap", "--pid", lab.pid())
+	if code != 1 || !strings.Contains(out+errOut, refusal) {
+		t.Fatalf("set-user-ID reap on root's connections: exit %d\n%s%s", code, out, errOut)
+	}
+	for _, s := range lab.settings() {
+		if !strings.HasPrefix(s, "false ") {
+			t.Fatalf("a refused run changed the settings: %v", lab.settings())
+		}
+	}
+	lab.quiet(300 * time.Millisecond) // no connection was destroyed
 }

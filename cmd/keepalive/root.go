@@ -2,12 +2,14 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"runtime"
 	"strings"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 )
 
 // Exit codes every command shares; documented in the root help and the README.
@@ -16,6 +18,8 @@ const (
 	exitError1 = 1
 	exitUsage  = 2
 	exitFound  = 3
+	// exitInterrupted is 128+SIGINT, what shells report for a command stopped by Ctrl-C.
+	exitInterrupted = 130
 )
 
 // globalOptions are the flags and streams every subcommand shares.
@@ -49,17 +53,47 @@ func (e *usageError) Unwrap() error { return e.err }
 // usagef returns a usage error (exit code 2) with a formatted message.
 func usagef(format string, a ...any) error { return &usageError{fmt.Errorf(format, a...)} }
 
+// isUsageError reports whether err is a usage error: a *usageError anywhere in the chain, or
+// one of cobra's own argument errors (plain errors wrapping nothing, recognised by how they
+// start). A runtime error whose text happens to say "invalid argument" (EINVAL) is not one.
 func isUsageError(err error) bool {
-	if _, ok := err.(*usageError); ok {
+	if err == nil {
+		return false
+	}
+	var ue *usageError
+	if errors.As(err, &ue) {
 		return true
 	}
+	if errors.Unwrap(err) != nil {
+		return false
+	}
 	msg := err.Error()
-	for _, p := range []string{"unknown flag", "unknown shorthand", "unknown command", "invalid argument", "flag needs an argument", "accepts ", "requires at least", "required flag"} {
-		if strings.Contains(msg, p) {
+	for _, p := range []string{"unknown flag", "unknown shorthand", "unknown command", "invalid argument", "flag needs an argument", "accepts ", "requires at least", "required flag", "bad flag syntax"} {
+		if strings.HasPrefix(msg, p) {
 			return true
 		}
 	}
 	return false
+}
+
+// rejectEmptyStrings refuses a string flag given an empty value (--env ""): silently ignoring
+// it would run the command without what the user asked for.
+func rejectEmptyStrings(fs *pflag.FlagSet) error {
+	var err error
+	fs.Visit(func(f *pflag.Flag) {
+		if err == nil && f.Value.Type() == "string" && f.Value.String() == "" {
+			err = usagef("empty value for --%s (give a value or leave the flag out)", f.Name)
+		}
+	})
+	return err
+}
+
+// plural renders "1 connection" / "2 connections".
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }
 
 // printJSON writes v as indented JSON to the command's stdout.
@@ -91,10 +125,11 @@ and keepalive is off unless each socket asks for it.
 Start with 'keepalive plan' to see what your settings mean and what to use instead.
 
 Exit codes:
-  0  success
-  1  error (bad value, system call failed, missing privilege)
-  2  usage error (unknown command or flag)
-  3  a check found a problem (connections at risk, dead peers, detection failed)`,
+  0    success
+  1    runtime error (system call failed, missing privilege, nothing could be read)
+  2    usage error (unknown command or flag, a flag value out of range)
+  3    a check found a problem (connections at risk, dead peers, detection failed)
+  130  interrupted (Ctrl-C, SIGTERM)`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
@@ -102,6 +137,7 @@ Exit codes:
 	root.SetErr(g.Stderr)
 	root.PersistentFlags().BoolVar(&g.JSON, "json", false, "print machine-readable JSON instead of text")
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return &usageError{err} })
+	root.PersistentPreRunE = func(c *cobra.Command, _ []string) error { return rejectEmptyStrings(c.Flags()) }
 	root.AddCommand(
 		newPlanCmd(g),
 		newSysctlCmd(g),

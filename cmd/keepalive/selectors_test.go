@@ -1,8 +1,11 @@
 package main
 
 import (
+	"errors"
+	"fmt"
 	"net/netip"
 	"slices"
+	"syscall"
 	"testing"
 	"time"
 
@@ -65,4 +68,60 @@ func FuzzSelectorFlags(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestSelectorFlagsContainers(t *testing.T) {
+	parse := func(args ...string) (host.ListOptions, error) {
+		var sf selectorFlags
+		fs := pflag.NewFlagSet("t", pflag.ContinueOnError)
+		sf.register(fs)
+		if err := fs.Parse(args); err != nil {
+			t.Fatal(err)
+		}
+		return sf.listOptions()
+	}
+	opt, err := parse("--cgroup", "/system.slice/nginx.service", "--container", "4F2A9C1E", "--cookie", "0x1f,42", "--netns", "/var/run/docker/netns/abc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sel := opt.Selector
+	if !slices.Equal(sel.Cgroups, []string{"/system.slice/nginx.service"}) || !slices.Equal(sel.Containers, []string{"4f2a9c1e"}) ||
+		!slices.Equal(sel.Cookies, []uint64{31, 42}) || opt.NetNS != "/var/run/docker/netns/abc" || !sel.Narrows() {
+		t.Fatalf("%+v", opt)
+	}
+	for _, bad := range [][]string{
+		{"--container", "a b"}, {"--container", "-bad"}, {"--cookie", "0"}, {"--cookie", "cookie"},
+		{"--cgroup", "/a/../b"}, {"--netns", "../x"}, {"--netns", "a/b"}, {"--netns", "/var/run/netns/../x"},
+	} {
+		if _, err := parse(bad...); !isUsageError(err) {
+			t.Errorf("%v: %v, want a usage error", bad, err)
+		}
+	}
+	var sf selectorFlags
+	fs := pflag.NewFlagSet("t", pflag.ContinueOnError)
+	sf.register(fs)
+	fs.Parse([]string{"--state", "established", "--idle-over", "1h"})
+	if sf.narrows() || !sf.given() {
+		t.Error("--state and --idle-over alone must not count as narrowing")
+	}
+}
+
+func TestUsageVersusRuntimeErrors(t *testing.T) {
+	for _, tc := range []struct {
+		err   error
+		usage bool
+	}{
+		{usagef("invalid --port %q", "x"), true},
+		{fmt.Errorf("audit: %w", usagef("bad")), true},
+		{errors.New(`unknown flag: --nope`), true},
+		{errors.New(`unknown command "x" for "keepalive"`), true},
+		{errors.New("accepts 1 arg(s), received 0"), true},
+		{fmt.Errorf("host: enter network namespace: %w", syscall.EINVAL), false},            // "invalid argument"
+		{fmt.Errorf("setns: invalid argument for x: %w", errors.New("stale entry")), false}, // wraps: runtime
+		{errors.New("read /proc/sys/x: permission denied"), false},
+	} {
+		if got := isUsageError(tc.err); got != tc.usage {
+			t.Errorf("isUsageError(%q) = %v, want %v", tc.err, got, tc.usage)
+		}
+	}
 }

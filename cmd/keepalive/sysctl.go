@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/keepalive-dev/keepalive"
@@ -43,6 +44,9 @@ own values. Linux only.`,
 			if err := linuxOnly("keepalive sysctl"); err != nil {
 				return err
 			}
+			if err := validNetNS(netnsName); err != nil {
+				return err
+			}
 			s, err := keepalive.ReadSysctl(netnsName)
 			if err != nil {
 				return err
@@ -75,7 +79,7 @@ func sysctlPrint(g *globalOptions, s keepalive.Sysctl, persisted string) error {
 	fmt.Fprintf(w, "\nA silent peer is noticed after %s (idle + count × interval) — on sockets with SO_KEEPALIVE on.\n", v.DetectionText)
 	fmt.Fprintf(w, "Note: %s. Check them with 'keepalive audit'.\n", sysctlNote)
 	if persisted != "" {
-		fmt.Fprintf(w, "Persisted to %s (applied at boot by systemd-sysctl).\n", persisted)
+		fmt.Fprintf(w, "Persisted to %s%s.\n", persisted, bootNote(persisted))
 	}
 	return nil
 }
@@ -93,17 +97,28 @@ func newSysctlSetCmd(g *globalOptions, netnsName *string) *cobra.Command {
 		Short: "Set the system-wide keepalive defaults (root)",
 		Long: `set writes net.ipv4.tcp_keepalive_time/intvl/probes of the current (or --netns)
 network namespace. Values come from --idle/--interval/--count or are recommended for a
-middlebox with --env. Nothing is written unless every value is valid.
+middlebox with --env. Nothing is written unless every value is valid. It prints each value
+old → new and the command that puts the old values back.
 
 --persist also writes a sysctl.d file (default ` + keepalive.DefaultPersistPath + `) so the
-values survive a reboot. Every socket must still enable SO_KEEPALIVE itself: these are
-only the defaults such sockets use.`,
+values survive a reboot: first the file (a temporary file renamed into place, never through
+a symbolic link; the name must end in .conf), then the live values; if setting them fails,
+the file is put back as it was. systemd-sysctl applies *.conf files from ` + strings.Join(keepalive.SysctlDirs(), ", ") + `
+and /etc/sysctl.conf at boot; a file elsewhere is written but not applied at boot.
+--persist cannot be combined with --netns: sysctl.d files apply to the host's namespace.
+
+Every socket must still enable SO_KEEPALIVE itself: these are only the defaults such
+sockets use.`,
 		Example: `  keepalive sysctl set --idle 60 --interval 10 --count 5
   keepalive sysctl set --env azure-lb --persist
-  keepalive sysctl set --idle 300 --persist /etc/sysctl.d/70-keepalive.conf --dry-run`,
+  keepalive sysctl set --idle 300 --persist /etc/sysctl.d/70-keepalive.conf --dry-run
+  keepalive sysctl set --netns blue --idle 120`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := linuxOnly("keepalive sysctl set"); err != nil {
+				return err
+			}
+			if err := validNetNS(*netnsName); err != nil {
 				return err
 			}
 			cfg := keepalive.Config{Idle: idle, Interval: interval, Count: count}
@@ -153,35 +168,67 @@ only the defaults such sockets use.`,
 			if len(args) > 0 {
 				return usagef("unexpected argument %q (sysctl set takes flags only; a file goes after --persist)", args[0])
 			}
-			if dryRun {
-				fmt.Fprintln(g.Stdout, "Dry run: would set")
-				for _, l := range keepalive.SysctlLines(cfg) {
-					fmt.Fprintf(g.Stdout, "  %s\n", l)
+			if path != "" {
+				if *netnsName != "" {
+					return usagef("--persist cannot be combined with --netns %s: a sysctl.d file applies to the host's network namespace at boot, not to %s", *netnsName, *netnsName)
 				}
+				if !strings.HasSuffix(path, ".conf") {
+					return usagef("invalid --persist %q: the name must end in .conf (systemd-sysctl reads only *.conf)", path)
+				}
+				if !filepath.IsAbs(path) {
+					abs, err := filepath.Abs(path)
+					if err != nil {
+						return err
+					}
+					path = abs
+				}
+			}
+			old, err := keepalive.ReadSysctl(*netnsName)
+			if err != nil {
+				return err
+			}
+			want := cfg.WithDefaults(old.Keepalive)
+			if dryRun {
+				fmt.Fprintln(g.Stdout, "Dry run: nothing changed. Would set:")
+				sysctlChanges(g, old.Keepalive, want)
 				if path != "" {
-					fmt.Fprintf(g.Stdout, "and write %s:\n%s", path, keepalive.PersistFile(cfg))
+					fmt.Fprintf(g.Stdout, "and write %s%s:\n%s", path, bootNote(path), keepalive.PersistFile(cfg))
 				}
 				return nil
 			}
 			if os.Geteuid() != 0 {
 				return errors.New("setting sysctls needs root (CAP_NET_ADMIN and write access to /proc/sys): run with sudo")
 			}
-			if err := keepalive.SetSysctl(*netnsName, cfg); err != nil {
-				return err
-			}
+			var restore func() error
 			if path != "" {
-				if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-					return fmt.Errorf("--persist: %w", err)
+				if restore, err = keepalive.WritePersistFile(path, cfg); err != nil {
+					return fmt.Errorf("--persist: nothing changed: %w", err)
 				}
-				if err := os.WriteFile(path, []byte(keepalive.PersistFile(cfg)), 0o644); err != nil {
-					return fmt.Errorf("--persist: values are set but the file was not written: %w", err)
+			}
+			if err := keepalive.SetSysctl(*netnsName, cfg); err != nil {
+				if restore != nil {
+					if rerr := restore(); rerr != nil {
+						return fmt.Errorf("%w; and putting %s back failed: %v", err, path, rerr)
+					}
+					return fmt.Errorf("%w (%s put back as it was)", err, path)
 				}
+				return err
 			}
 			s, err := keepalive.ReadSysctl(*netnsName)
 			if err != nil {
 				return err
 			}
-			return sysctlPrint(g, s, path)
+			if g.JSON {
+				return sysctlPrint(g, s, path)
+			}
+			fmt.Fprintln(g.Stdout, "Set:")
+			sysctlChanges(g, old.Keepalive, s.Keepalive)
+			fmt.Fprintf(g.Stdout, "To put the old values back: %s\n", restoreCommand(*netnsName, old.Keepalive))
+			if path != "" {
+				fmt.Fprintf(g.Stdout, "Wrote %s%s.\n", path, bootNote(path))
+			}
+			fmt.Fprintln(g.Stdout)
+			return sysctlPrint(g, s, "")
 		},
 	}
 	f := cmd.Flags()
@@ -189,8 +236,43 @@ only the defaults such sockets use.`,
 	f.Var(newDurationValue(&interval), "interval", "net.ipv4.tcp_keepalive_intvl, whole seconds 1s..32767s")
 	f.IntVar(&count, "count", 0, "net.ipv4.tcp_keepalive_probes, 1..127")
 	f.StringVar(&env, "env", "", "use the settings recommended for this middlebox preset (see 'keepalive plan --list-envs')")
-	f.StringVar(&persist, "persist", "", "also write a sysctl.d `FILE` (default "+keepalive.DefaultPersistPath+")")
+	f.StringVar(&persist, "persist", "", "also write a sysctl.d `FILE` ending in .conf (default "+keepalive.DefaultPersistPath+")")
 	f.Lookup("persist").NoOptDefVal = keepalive.DefaultPersistPath
 	f.BoolVar(&dryRun, "dry-run", false, "show what would be written and change nothing")
 	return cmd
+}
+
+// sysctlChanges prints each keepalive sysctl as old → new.
+func sysctlChanges(g *globalOptions, old, new keepalive.Config) {
+	for _, r := range []struct {
+		key      string
+		old, new int
+	}{
+		{"net.ipv4.tcp_keepalive_time", int(old.Idle / time.Second), int(new.Idle / time.Second)},
+		{"net.ipv4.tcp_keepalive_intvl", int(old.Interval / time.Second), int(new.Interval / time.Second)},
+		{"net.ipv4.tcp_keepalive_probes", old.Count, new.Count},
+	} {
+		note := ""
+		if r.old == r.new {
+			note = "  (unchanged)"
+		}
+		fmt.Fprintf(g.Stdout, "  %-30s %d → %d%s\n", r.key, r.old, r.new, note)
+	}
+}
+
+// restoreCommand is the command that sets the old values again.
+func restoreCommand(netns string, old keepalive.Config) string {
+	c := fmt.Sprintf("keepalive sysctl set --idle %d --interval %d --count %d", int(old.Idle/time.Second), int(old.Interval/time.Second), old.Count)
+	if netns != "" {
+		c = fmt.Sprintf("keepalive sysctl --netns %s set --idle %d --interval %d --count %d", netns, int(old.Idle/time.Second), int(old.Interval/time.Second), old.Count)
+	}
+	return c
+}
+
+// bootNote says whether systemd-sysctl applies the file at boot.
+func bootNote(path string) string {
+	if keepalive.AppliedAtBoot(path) {
+		return " (applied at boot by systemd-sysctl)"
+	}
+	return " (NOT applied at boot: systemd-sysctl reads *.conf only from " + strings.Join(keepalive.SysctlDirs(), ", ") + " and /etc/sysctl.conf)"
 }

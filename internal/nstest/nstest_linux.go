@@ -76,7 +76,7 @@ func NewNS(t testing.TB, prefix string) *NS {
 	ns := &NS{Name: name, Handle: h}
 	t.Cleanup(func() {
 		h.Close()
-		if err := netns.DeleteNamed(name); err != nil && !errors.Is(err, os.ErrNotExist) {
+		if err := netnsx.DeleteNamed(name); err != nil && !errors.Is(err, os.ErrNotExist) {
 			t.Errorf("delete netns %s: %v", name, err)
 		}
 	})

@@ -1,0 +1,7 @@
+//go:build linux
+
+package progress
+
+import "golang.org/x/sys/unix"
+
+const ioctlReadTermios = unix.TCGETS

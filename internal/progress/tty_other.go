@@ -1,0 +1,5 @@
+//go:build !linux && !darwin && !freebsd && !windows
+
+package progress
+
+func isTerminal(fd uintptr) bool { return false }
