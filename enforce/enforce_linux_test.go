@@ -1,0 +1,459 @@
+//go:build linux
+
+package enforce
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/keepalive-dev/keepalive"
+	"github.com/keepalive-dev/keepalive/internal/nstest"
+	"golang.org/x/sys/unix"
+)
+
+// The test binary doubles as the process moved into the test cgroup: with KA_ENFORCE_HELPER
+// set it runs one helper role and exits.
+func TestMain(m *testing.M) {
+	if role := os.Getenv("KA_ENFORCE_HELPER"); role != "" {
+		os.Exit(helperMain(role, os.Args[len(os.Args)-1]))
+	}
+	os.Exit(m.Run())
+}
+
+// helperResult is what a helper prints: the settings its own getsockopt read right after
+// connect()/accept() returned, and after Go's own setup (for the go* roles).
+type helperResult struct {
+	Settings keepalive.Settings `json:"-"`
+	// keepalive.Settings marshals as its embedded Config (no Enabled): carry it apart.
+	Enabled bool             `json:"enabled"`
+	Config  keepalive.Config `json:"config"`
+	Local   string           `json:"local"`
+	Err     string           `json:"err,omitempty"`
+}
+
+func printResult(r helperResult) {
+	r.Enabled, r.Config = r.Settings.Enabled, r.Settings.Config
+	json.NewEncoder(os.Stdout).Encode(r)
+}
+
+func helperMain(role, arg string) int {
+	out := func(c net.Conn, err error) int {
+		r := helperResult{}
+		if err != nil {
+			r.Err = err.Error()
+		} else {
+			r.Settings, err = keepalive.Get(c.(*net.TCPConn))
+			if err != nil {
+				r.Err = err.Error()
+			}
+			r.Local = c.LocalAddr().String()
+		}
+		printResult(r)
+		if c != nil {
+			c.Close()
+		}
+		return 0
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var err error
+	switch role {
+	case "connect": // plain system calls: what the kernel gave the socket, nothing from Go
+		r := helperResult{}
+		r.Settings, r.Local, err = rawConnect(arg)
+		if err != nil {
+			r.Err = err.Error()
+		}
+		printResult(r)
+		return 0
+	case "godial": // Go's defaults (15 s keepalive set after connect)
+		var d net.Dialer
+		c, err := d.DialContext(ctx, "tcp", arg)
+		return out(c, err)
+	case "accept":
+		r := helperResult{}
+		r.Settings, r.Local, err = rawAccept(arg)
+		if err != nil {
+			r.Err = err.Error()
+		}
+		printResult(r)
+		return 0
+	case "goaccept":
+		var lc net.ListenConfig
+		ln, err := lc.Listen(ctx, "tcp", arg)
+		if err != nil {
+			return out(nil, err)
+		}
+		defer ln.Close()
+		fmt.Println(ln.Addr().String())
+		ln.(*net.TCPListener).SetDeadline(time.Now().Add(10 * time.Second))
+		c, err := ln.Accept()
+		return out(c, err)
+	}
+	fmt.Fprintln(os.Stderr, "unknown role", role)
+	return 2
+}
+
+// rawConnect connects with plain system calls and reads the socket's settings right after
+// connect() returns.
+func rawConnect(addr string) (keepalive.Settings, string, error) {
+	ap, err := netip.ParseAddrPort(addr)
+	if err != nil {
+		return keepalive.Settings{}, "", err
+	}
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return keepalive.Settings{}, "", err
+	}
+	defer unix.Close(fd)
+	if err := unix.Connect(fd, &unix.SockaddrInet4{Port: int(ap.Port()), Addr: ap.Addr().As4()}); err != nil {
+		return keepalive.Settings{}, "", err
+	}
+	s, err := keepalive.Get(keepalive.FD(fd))
+	return s, "", err
+}
+
+// rawAccept listens on addr, prints the bound address, accepts one connection with plain
+// system calls and reads its settings right after accept() returns.
+func rawAccept(addr string) (keepalive.Settings, string, error) {
+	ap, err := netip.ParseAddrPort(addr)
+	if err != nil {
+		return keepalive.Settings{}, "", err
+	}
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return keepalive.Settings{}, "", err
+	}
+	defer unix.Close(fd)
+	if err := unix.Bind(fd, &unix.SockaddrInet4{Port: int(ap.Port()), Addr: ap.Addr().As4()}); err != nil {
+		return keepalive.Settings{}, "", err
+	}
+	if err := unix.Listen(fd, 8); err != nil {
+		return keepalive.Settings{}, "", err
+	}
+	sa, _ := unix.Getsockname(fd)
+	a4 := sa.(*unix.SockaddrInet4)
+	fmt.Println(netip.AddrPortFrom(netip.AddrFrom4(a4.Addr), uint16(a4.Port)))
+	unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &unix.Timeval{Sec: 10})
+	nfd, _, err := unix.Accept(fd)
+	if err != nil {
+		return keepalive.Settings{}, "", err
+	}
+	defer unix.Close(nfd)
+	s, err := keepalive.Get(keepalive.FD(nfd))
+	return s, "", err
+}
+
+func need(t *testing.T) {
+	t.Helper()
+	nstest.Need(t, os.Geteuid() == 0, "needs root (cgroups, BPF)")
+	err := Probe()
+	nstest.Need(t, err == nil, fmt.Sprintf("kernel support for enforce: %v", err))
+}
+
+func rnd() string {
+	b := make([]byte, 3)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// testBPFFS mounts a private BPF filesystem for the test and unmounts it at cleanup, so no
+// pin outlives the test even when it fails.
+func testBPFFS(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	if err := unix.Mount("bpf", dir, "bpf", 0, "mode=0700"); err != nil {
+		t.Fatalf("mount bpffs: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := unix.Unmount(dir, unix.MNT_DETACH); err != nil {
+			t.Errorf("unmount test bpffs: %v", err)
+		}
+	})
+	return filepath.Join(dir, "keepalive")
+}
+
+// testCgroup creates a cgroup under the cgroup2 mount (or under parent when not "") and
+// removes it at cleanup. It returns the path relative to the mount.
+func testCgroup(t *testing.T, parent string) string {
+	t.Helper()
+	mnt, err := Cgroup2Mount()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rel := filepath.Join("/", parent, fmt.Sprintf("keepalive-enforce-test-%d-%s", os.Getpid(), rnd()))
+	abs := filepath.Join(mnt, rel)
+	if err := os.Mkdir(abs, 0o755); err != nil {
+		t.Fatalf("create test cgroup: %v", err)
+	}
+	t.Cleanup(func() {
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			err := os.Remove(abs)
+			if err == nil || os.IsNotExist(err) {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Errorf("remove test cgroup %s: %v", abs, err)
+				return
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	})
+	return rel
+}
+
+// inCgroup returns an exec.Cmd that starts directly inside the cgroup (clone3 CLONE_INTO_CGROUP).
+func inCgroup(t *testing.T, cg string, name string, args ...string) *exec.Cmd {
+	t.Helper()
+	mnt, _ := Cgroup2Mount()
+	f, err := os.Open(filepath.Join(mnt, cg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	t.Cleanup(cancel)
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(f.Fd())}
+	cmd.Stderr = os.Stderr
+	return cmd
+}
+
+// helper runs a helper role of this test binary in cgroup cg ("" = the test's own cgroup).
+func helper(t *testing.T, cg, role, arg string) *exec.Cmd {
+	t.Helper()
+	var cmd *exec.Cmd
+	if cg == "" {
+		cmd = exec.Command(os.Args[0], arg)
+	} else {
+		cmd = inCgroup(t, cg, os.Args[0], arg)
+	}
+	cmd.Args = []string{os.Args[0], "-test.run=^$", arg}
+	cmd.Env = append(os.Environ(), "KA_ENFORCE_HELPER="+role)
+	return cmd
+}
+
+func parseResult(t *testing.T, b []byte) helperResult {
+	t.Helper()
+	var r helperResult
+	if err := json.Unmarshal(b, &r); err != nil {
+		t.Fatalf("helper output %q: %v", b, err)
+	}
+	if r.Err != "" {
+		t.Fatalf("helper: %s", r.Err)
+	}
+	r.Settings = keepalive.Settings{Enabled: r.Enabled, Config: r.Config}
+	return r
+}
+
+// server listens on loopback in this (untouched) process and accepts in the background;
+// it returns the address and a function giving the settings of the n-th accepted socket.
+func server(t *testing.T, addr string) (string, <-chan keepalive.Settings) {
+	t.Helper()
+	lc := net.ListenConfig{KeepAlive: -1}
+	ln, err := lc.Listen(context.Background(), "tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	ch := make(chan keepalive.Settings, 16)
+	go func() {
+		for range 16 {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			s, _ := keepalive.Get(c.(*net.TCPConn))
+			ch <- s
+			c.Close()
+		}
+	}()
+	return ln.Addr().String(), ch
+}
+
+func dialFrom(t *testing.T, cg, role, addr string) keepalive.Settings {
+	t.Helper()
+	b, err := helper(t, cg, role, addr).Output()
+	if err != nil {
+		t.Fatalf("helper %s: %v", role, err)
+	}
+	return parseResult(t, b).Settings
+}
+
+func want(cfg keepalive.Config) keepalive.Settings { return keepalive.Settings{Enabled: true, Config: cfg} }
+
+func openTest(t *testing.T) *Host {
+	t.Helper()
+	h, err := Open(Options{PinDir: testBPFFS(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.Close() })
+	return h
+}
+
+var policyA = keepalive.Config{Idle: 7 * time.Second, Interval: 3 * time.Second, Count: 4, UserTimeout: 19 * time.Second}
+
+func TestSockOpsDefaultMode(t *testing.T) {
+	need(t)
+	h := openTest(t)
+	cg := testCgroup(t, "")
+	if _, err := h.Attach(AttachRequest{Cgroup: cg, Rule: Rule{Config: policyA, Mode: ModeDefault}}); err != nil {
+		t.Fatal(err)
+	}
+	addr, accepted := server(t, "127.0.0.1:0")
+
+	// A client in the cgroup: its own getsockopt right after connect() shows the policy.
+	if got := dialFrom(t, cg, "connect", addr); got != want(policyA) {
+		t.Errorf("client in cgroup: %s, want %s", got, want(policyA))
+	}
+	// The server outside the cgroup is untouched.
+	if s := <-accepted; s.Enabled {
+		t.Errorf("accepted socket outside the cgroup got keepalive: %s", s)
+	}
+	// A client outside the cgroup is untouched.
+	if got := dialFrom(t, "", "connect", addr); got.Enabled || got.UserTimeout != 0 {
+		t.Errorf("client outside the cgroup: %s, want off", got)
+	}
+	<-accepted
+
+	// Default mode: Go's own keepalive (15 s) after connect wins; the user timeout stays ours.
+	got := dialFrom(t, cg, "godial", addr)
+	<-accepted
+	if got.Idle != 15*time.Second || got.UserTimeout != policyA.UserTimeout {
+		t.Errorf("Go client in default mode: %s, want Go's idle 15s and our ut", got)
+	}
+
+	// A server in the cgroup: its accepted socket has the policy right after accept().
+	srv := helper(t, cg, "accept", "127.0.0.1:0")
+	stdout, _ := srv.StdoutPipe()
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	rd := bufio.NewReader(stdout)
+	line, err := rd.ReadString('\n')
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := net.Dial("tcp", strings.TrimSpace(line))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	rest, _ := rd.ReadBytes('\n')
+	srv.Wait()
+	if r := parseResult(t, rest); r.Settings != want(policyA) {
+		t.Errorf("accepted in cgroup: %s, want %s", r.Settings, want(policyA))
+	}
+
+	atts, err := h.List()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(atts) != 1 || atts[0].Cgroup != cg || !atts[0].Linked || atts[0].Counters.Seen < 3 || atts[0].Counters.Set != atts[0].Counters.Seen {
+		t.Errorf("list: %+v", atts)
+	}
+
+	// Detach: new connections get nothing.
+	if err := h.Detach(cg, nil, "", false); err != nil {
+		t.Fatal(err)
+	}
+	if got := dialFrom(t, cg, "connect", addr); got.Enabled || got.UserTimeout != 0 {
+		t.Errorf("after detach: %s, want off", got)
+	}
+	if atts, _ := h.List(); len(atts) != 0 {
+		t.Errorf("after detach list: %+v", atts)
+	}
+	ents, _ := os.ReadDir(h.PinDir())
+	for _, e := range ents {
+		if strings.HasPrefix(e.Name(), "link_") {
+			t.Errorf("link pin left after detach: %s", e.Name())
+		}
+	}
+}
+
+func TestEnforceMode(t *testing.T) {
+	need(t)
+	h := openTest(t)
+	cg := testCgroup(t, "")
+	if _, err := h.Attach(AttachRequest{Cgroup: cg, Rule: Rule{Config: policyA, Mode: ModeEnforce}}); err != nil {
+		t.Fatal(err)
+	}
+	addr, accepted := server(t, "127.0.0.1:0")
+	if got := dialFrom(t, cg, "godial", addr); got != want(policyA) {
+		t.Errorf("Go client in enforce mode: %s, want %s", got, want(policyA))
+	}
+	<-accepted
+	// A Python client that sets its own values ends with the policy in enforce mode.
+	py := pythonClient(t, cg, addr)
+	<-accepted
+	if py != want(policyA) {
+		t.Errorf("python client in enforce mode: %s, want %s", py, want(policyA))
+	}
+	atts, _ := h.List()
+	if len(atts) != 1 || atts[0].Counters.Rewritten < 5 {
+		t.Errorf("rewritten counter: %+v", atts)
+	}
+	// The same Python client in default mode keeps its own values.
+	if _, err := h.Attach(AttachRequest{Cgroup: cg, Rule: Rule{Config: policyA, Mode: ModeDefault}}); err != nil {
+		t.Fatal(err)
+	}
+	py = pythonClient(t, cg, addr)
+	<-accepted
+	own := want(keepalive.Config{Idle: 33 * time.Second, Interval: 11 * time.Second, Count: 3, UserTimeout: 4242 * time.Millisecond})
+	if py != own {
+		t.Errorf("python client in default mode: %s, want its own %s", py, own)
+	}
+}
+
+// pythonClient connects from a Python process in cg that sets its own keepalive values and
+// returns what it reads back.
+func pythonClient(t *testing.T, cg, addr string) keepalive.Settings {
+	t.Helper()
+	py, err := exec.LookPath("python3")
+	nstest.Need(t, err == nil, "python3")
+	ap, err := netip.ParseAddrPort(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	script := fmt.Sprintf(`
+import socket
+s = socket.create_connection((%q, %d), timeout=10)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+s.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, 33)
+s.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, 11)
+s.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, 3)
+s.setsockopt(socket.IPPROTO_TCP, 18, 4242)
+g = lambda l, o: s.getsockopt(l, o)
+print(g(socket.SOL_SOCKET, socket.SO_KEEPALIVE), g(6, 4), g(6, 5), g(6, 6), g(6, 18))
+`, ap.Addr().String(), ap.Port())
+	b, err := inCgroup(t, cg, py, "-c", script).Output()
+	if err != nil {
+		t.Fatalf("python client: %v", err)
+	}
+	f := strings.Fields(string(b))
+	if len(f) != 5 {
+		t.Fatalf("python output %q", b)
+	}
+	n := make([]int, 5)
+	for i := range f {
+		n[i], _ = strconv.Atoi(f[i])
+	}
+	return keepalive.Settings{Enabled: n[0] != 0, Config: keepalive.Config{Idle: time.Duration(n[1]) * time.Second,
+		Interval: time.Duration(n[2]) * time.Second, Count: n[3], UserTimeout: time.Duration(n[4]) * time.Millisecond}}
+}
