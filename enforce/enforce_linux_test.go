@@ -295,7 +295,9 @@ func dialFrom(t *testing.T, cg, role, addr string) keepalive.Settings {
 	return parseResult(t, b).Settings
 }
 
-func want(cfg keepalive.Config) keepalive.Settings { return keepalive.Settings{Enabled: true, Config: cfg} }
+func want(cfg keepalive.Config) keepalive.Settings {
+	return keepalive.Settings{Enabled: true, Config: cfg}
+}
 
 func openTest(t *testing.T) *Host {
 	t.Helper()
