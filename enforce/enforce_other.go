@@ -3,8 +3,11 @@
 package enforce
 
 import (
+	"context"
 	"fmt"
 	"runtime"
+
+	"github.com/keepalive-dev/keepalive/host"
 )
 
 // Host is an open handle on the pinned programs and maps of a Linux host.
@@ -45,3 +48,14 @@ func (h *Host) Detach(cgroupPath string, match *Match, owner string, force bool)
 
 // List works on Linux only.
 func (h *Host) List() ([]Attachment, error) { return nil, unsupported() }
+
+// IsContainerID reports whether s looks like a container id (12 to 64 hex digits).
+func IsContainerID(s string) bool { return false }
+
+// ContainerCgroup works on Linux only.
+func ContainerCgroup(id string) (rel, note string, err error) { return "", "", unsupported() }
+
+// RetrofitExisting works on Linux only.
+func (h *Host) RetrofitExisting(ctx context.Context, cgroupPath string, dryRun bool) ([]host.RetrofitResult, error) {
+	return nil, unsupported()
+}

@@ -111,6 +111,7 @@ Exit codes:
 		newReapCmd(g),
 		newProbeCmd(g),
 		newHeartbeatCmd(g),
+		newEnforceCmd(g),
 	)
 	return root
 }
