@@ -80,6 +80,15 @@ func helperMain(role, arg string) int {
 		}
 		printResult(r)
 		return 0
+	case "hold": // connect, say so, wait for a line on stdin, then report the settings
+		d := net.Dialer{KeepAlive: -1}
+		c, err := d.DialContext(ctx, "tcp", arg)
+		if err != nil {
+			return out(nil, err)
+		}
+		fmt.Println("connected")
+		bufio.NewReader(os.Stdin).ReadString('\n')
+		return out(c, nil)
 	case "godial": // Go's defaults (15 s keepalive set after connect)
 		var d net.Dialer
 		c, err := d.DialContext(ctx, "tcp", arg)
@@ -115,12 +124,19 @@ func rawConnect(addr string) (keepalive.Settings, string, error) {
 	if err != nil {
 		return keepalive.Settings{}, "", err
 	}
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	fam := unix.AF_INET
+	var sa unix.Sockaddr
+	if ap.Addr().Is6() {
+		fam, sa = unix.AF_INET6, &unix.SockaddrInet6{Port: int(ap.Port()), Addr: ap.Addr().As16()}
+	} else {
+		sa = &unix.SockaddrInet4{Port: int(ap.Port()), Addr: ap.Addr().As4()}
+	}
+	fd, err := unix.Socket(fam, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return keepalive.Settings{}, "", err
 	}
 	defer unix.Close(fd)
-	if err := unix.Connect(fd, &unix.SockaddrInet4{Port: int(ap.Port()), Addr: ap.Addr().As4()}); err != nil {
+	if err := unix.Connect(fd, sa); err != nil {
 		return keepalive.Settings{}, "", err
 	}
 	s, err := keepalive.Get(keepalive.FD(fd))
@@ -272,7 +288,10 @@ func server(t *testing.T, addr string) (string, <-chan keepalive.Settings) {
 	}
 	t.Cleanup(func() { ln.Close() })
 	ch := make(chan keepalive.Settings, 16)
+	var conns []net.Conn
+	done := make(chan struct{})
 	go func() {
+		defer close(done)
 		for range 16 {
 			c, err := ln.Accept()
 			if err != nil {
@@ -280,9 +299,16 @@ func server(t *testing.T, addr string) (string, <-chan keepalive.Settings) {
 			}
 			s, _ := keepalive.Get(c.(*net.TCPConn))
 			ch <- s
-			c.Close()
+			conns = append(conns, c) // kept open: a client may hold its end
 		}
 	}()
+	t.Cleanup(func() {
+		ln.Close()
+		<-done
+		for _, c := range conns {
+			c.Close()
+		}
+	})
 	return ln.Addr().String(), ch
 }
 
@@ -458,4 +484,237 @@ print(g(socket.SOL_SOCKET, socket.SO_KEEPALIVE), g(6, 4), g(6, 5), g(6, 6), g(6,
 	}
 	return keepalive.Settings{Enabled: n[0] != 0, Config: keepalive.Config{Idle: time.Duration(n[1]) * time.Second,
 		Interval: time.Duration(n[2]) * time.Second, Count: n[3], UserTimeout: time.Duration(n[4]) * time.Millisecond}}
+}
+
+var (
+	policyB = keepalive.Config{Idle: 11 * time.Second, Interval: 2 * time.Second, Count: 2}
+	policyC = keepalive.Config{Idle: 13 * time.Second, Interval: 5 * time.Second, Count: 6, UserTimeout: 31 * time.Second}
+	policyD = keepalive.Config{Idle: 17 * time.Second}
+	policyE = keepalive.Config{Idle: 23 * time.Second, Count: 8}
+)
+
+func freePort(t *testing.T) uint16 {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return uint16(ln.Addr().(*net.TCPAddr).Port)
+}
+
+func port(t *testing.T, addr string) uint16 {
+	t.Helper()
+	ap, err := netip.ParseAddrPort(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ap.Port()
+}
+
+func attach(t *testing.T, h *Host, cg string, m Match, c keepalive.Config) {
+	t.Helper()
+	if _, err := h.Attach(AttachRequest{Cgroup: cg, Rule: Rule{Match: m, Config: c, Mode: ModeDefault}}); err != nil {
+		t.Fatalf("attach %s %s: %v", cg, m, err)
+	}
+}
+
+func acceptIn(t *testing.T, cg, addr string) keepalive.Settings {
+	t.Helper()
+	srv := helper(t, cg, "accept", addr)
+	stdout, _ := srv.StdoutPipe()
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	rd := bufio.NewReader(stdout)
+	line, err := rd.ReadString('\n')
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := net.Dial("tcp", strings.TrimSpace(line))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	rest, _ := rd.ReadBytes('\n')
+	srv.Wait()
+	return parseResult(t, rest).Settings
+}
+
+func TestPortAndPrefixRules(t *testing.T) {
+	need(t)
+	h := openTest(t)
+	cg := testCgroup(t, "")
+	// Distinct ports (bind to port 0 on different addresses may hand out the same number).
+	a1, acc1 := server(t, "127.0.0.1:0")
+	p1 := port(t, a1)
+	a2, acc2 := server(t, fmt.Sprintf("127.0.0.2:%d", p1+1))
+	a6, acc6 := server(t, fmt.Sprintf("[::1]:%d", p1+2))
+	lport := freePort(t)
+	attach(t, h, cg, Match{}, policyA)
+	attach(t, h, cg, Match{RemotePort: port(t, a1)}, policyB)
+	attach(t, h, cg, Match{Peer: netip.MustParsePrefix("127.0.0.2/32")}, policyC)
+	attach(t, h, cg, Match{Peer: netip.MustParsePrefix("::1/128")}, policyD)
+	attach(t, h, cg, Match{LocalPort: lport}, policyE)
+	// A remote-port rule restricted to a prefix that does not contain the peer: not used.
+	attach(t, h, cg, Match{RemotePort: port(t, a2), Peer: netip.MustParsePrefix("10.0.0.0/8")}, policyB)
+
+	for _, c := range []struct {
+		name, addr string
+		acc        <-chan keepalive.Settings
+		want       keepalive.Config
+	}{
+		{"remote port rule", a1, acc1, policyB},
+		{"IPv4 prefix rule", a2, acc2, policyC},
+		{"IPv6 prefix rule", a6, acc6, policyD},
+	} {
+		got := dialFrom(t, cg, "connect", c.addr)
+		<-c.acc
+		w := want(c.want.WithDefaults(keepalive.Config{Idle: 7200 * time.Second, Interval: 75 * time.Second, Count: 9}))
+		if got != w {
+			t.Errorf("%s: %s, want %s", c.name, got, w)
+		}
+	}
+	// Local-port rule: a server in the cgroup listening on lport.
+	got := acceptIn(t, cg, fmt.Sprintf("127.0.0.1:%d", lport))
+	if w := want(policyE.WithDefaults(keepalive.Config{Interval: 75 * time.Second})); got != w {
+		t.Errorf("local port rule: %s, want %s", got, w)
+	}
+	// Another local port: the cgroup's default.
+	if got := acceptIn(t, cg, "127.0.0.1:0"); got != want(policyA) {
+		t.Errorf("default for other ports: %s, want %s", got, want(policyA))
+	}
+	atts, err := h.List()
+	if err != nil || len(atts) != 1 || len(atts[0].Rules) != 6 {
+		t.Fatalf("list: %+v %v", atts, err)
+	}
+	if atts[0].Rules[len(atts[0].Rules)-1].Match != (Match{}) {
+		t.Errorf("default is not last in precedence order: %+v", atts[0].Rules)
+	}
+	// Removing one rule leaves the others.
+	if err := h.Detach(cg, &Match{RemotePort: port(t, a1)}, "", false); err != nil {
+		t.Fatal(err)
+	}
+	got = dialFrom(t, cg, "connect", a1)
+	<-acc1
+	if got != want(policyA) {
+		t.Errorf("after removing the port rule: %s, want the default %s", got, want(policyA))
+	}
+}
+
+func TestNestedCgroupsMostSpecificWins(t *testing.T) {
+	need(t)
+	h := openTest(t)
+	parent := testCgroup(t, "")
+	child := testCgroup(t, parent)
+	a1, acc1 := server(t, "127.0.0.1:0")
+	a2, acc2 := server(t, "127.0.0.1:0")
+	// The child first (a rule only), then the parent: the child's program must learn its
+	// new ancestor.
+	attach(t, h, child, Match{RemotePort: port(t, a1)}, policyB)
+	attach(t, h, parent, Match{}, policyA)
+	check := func(cg, addr string, acc <-chan keepalive.Settings, w keepalive.Settings, what string) {
+		t.Helper()
+		got := dialFrom(t, cg, "connect", addr)
+		<-acc
+		if got != w {
+			t.Errorf("%s: %s, want %s", what, got, w)
+		}
+	}
+	fill := func(c keepalive.Config) keepalive.Settings {
+		return want(c.WithDefaults(keepalive.Config{Idle: 7200 * time.Second, Interval: 75 * time.Second, Count: 9}))
+	}
+	check(child, a1, acc1, fill(policyB), "child, its rule")
+	check(child, a2, acc2, want(policyA), "child, no rule of its own: the parent's default")
+	check(parent, a1, acc1, want(policyA), "parent")
+	// A child default beats the parent's default.
+	attach(t, h, child, Match{}, policyC)
+	check(child, a2, acc2, want(policyC), "child default")
+	atts, _ := h.List()
+	for _, a := range atts {
+		if a.Cgroup == child && a.CoveredBy != parent {
+			t.Errorf("child covered by %q, want %q", a.CoveredBy, parent)
+		}
+	}
+	// Detaching the parent: the child keeps its own policy.
+	if err := h.Detach(parent, nil, "", false); err != nil {
+		t.Fatal(err)
+	}
+	check(child, a2, acc2, want(policyC), "child after parent detached")
+	check(parent, a2, acc2, keepalive.Settings{Config: keepalive.Config{Idle: 7200 * time.Second, Interval: 75 * time.Second, Count: 9}}, "parent after detach")
+	if err := h.Detach(child, nil, "", false); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestExistingConnections(t *testing.T) {
+	need(t)
+	h := openTest(t)
+	cg := testCgroup(t, "")
+	addr, acc := server(t, "127.0.0.1:0")
+	cmd := helper(t, cg, "hold", addr)
+	stdin, _ := cmd.StdinPipe()
+	stdout, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { stdin.Close(); cmd.Wait() })
+	rd := bufio.NewReader(stdout)
+	if l, err := rd.ReadString('\n'); err != nil || strings.TrimSpace(l) != "connected" {
+		t.Fatalf("hold helper: %q %v", l, err)
+	}
+	<-acc
+	attach(t, h, cg, Match{}, policyA)
+	dry, err := h.RetrofitExisting(context.Background(), cg, true)
+	if err != nil || len(dry) != 1 || !dry[0].Changed || dry[0].After != want(policyA) {
+		t.Fatalf("dry run: %+v %v", dry, err)
+	}
+	res, err := h.RetrofitExisting(context.Background(), cg, false)
+	if err != nil || len(res) != 1 || res[0].Err != nil || res[0].After != want(policyA) {
+		t.Fatalf("retrofit: %+v %v", res, err)
+	}
+	fmt.Fprintln(stdin, "report")
+	b, _ := rd.ReadBytes('\n')
+	if got := parseResult(t, b).Settings; got != want(policyA) {
+		t.Errorf("connection opened before attach: %s, want %s", got, want(policyA))
+	}
+}
+
+func TestAttachRefusesBadInput(t *testing.T) {
+	need(t)
+	h := openTest(t)
+	cg := testCgroup(t, "")
+	for _, c := range []struct {
+		req  AttachRequest
+		want string
+	}{
+		{AttachRequest{Cgroup: cg, Rule: Rule{Config: keepalive.Config{Idle: 40000 * time.Second}, Mode: ModeDefault}}, "32767"},
+		{AttachRequest{Cgroup: cg, Rule: Rule{Config: keepalive.Config{Count: 200}, Mode: ModeDefault}}, "127"},
+		{AttachRequest{Cgroup: cg, Rule: Rule{Mode: ModeDefault}}, "empty policy"},
+		{AttachRequest{Cgroup: cg, Rule: Rule{Config: policyA, Mode: "strict"}}, "mode"},
+		{AttachRequest{Cgroup: cg, Rule: Rule{Config: policyA, Mode: ModeDefault, Match: Match{LocalPort: 1, RemotePort: 2}}}, "not both"},
+		{AttachRequest{Cgroup: "/no-such-cgroup-" + rnd(), Rule: Rule{Config: policyA, Mode: ModeDefault}}, "no such"},
+		{AttachRequest{Cgroup: "../../etc", Rule: Rule{Config: policyA, Mode: ModeDefault}}, "cgroup"},
+	} {
+		_, err := h.Attach(c.req)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%+v: error %v, want one naming %q", c.req, err, c.want)
+		}
+	}
+	if atts, _ := h.List(); len(atts) != 0 {
+		t.Errorf("a refused attach left %+v", atts)
+	}
+	// Another owner's attachment is changed or detached only when asked.
+	if _, err := h.Attach(AttachRequest{Cgroup: cg, Owner: "agent", Rule: Rule{Config: policyA, Mode: ModeDefault}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.Attach(AttachRequest{Cgroup: cg, Rule: Rule{Config: policyB, Mode: ModeDefault}}); err == nil || !strings.Contains(err.Error(), "another owner") {
+		t.Errorf("cli changed the agent's attachment: %v", err)
+	}
+	if err := h.Detach(cg, nil, "cli", false); err == nil {
+		t.Errorf("cli detached the agent's attachment without force")
+	}
+	if err := h.Detach(cg, nil, "cli", true); err != nil {
+		t.Error(err)
+	}
 }

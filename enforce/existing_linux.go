@@ -56,7 +56,7 @@ func (h *Host) RetrofitExisting(ctx context.Context, cgroupPath string, dryRun b
 	for p := range pidCg {
 		pids = append(pids, p)
 	}
-	socks, err := host.List(ctx, host.ListOptions{AllNetNS: true, Owners: true, NoInfo: true,
+	socks, err := host.List(ctx, host.ListOptions{Owners: true, NoInfo: true,
 		Selector: host.Selector{PIDs: pids, States: []host.State{host.StateEstablished}}})
 	if err != nil {
 		return nil, fmt.Errorf("list connections of cgroup %s: %w", cg.Rel, err)

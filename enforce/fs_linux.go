@@ -98,7 +98,7 @@ func resolveCgroup(mount, p string) (cgroup, error) {
 		} else {
 			// "/system.slice/x" written relative to the mount with a leading slash.
 			if _, err := os.Stat(filepath.Join(mount, clean)); err != nil {
-				return cgroup{}, fmt.Errorf("cgroup %q: not under the cgroup2 mount %s and not a cgroup below it", p, mount)
+				return cgroup{}, fmt.Errorf("cgroup %q: no such cgroup (neither a path under the cgroup2 mount %s nor %s)", p, mount, filepath.Join(mount, clean))
 			}
 			rel = clean
 		}
