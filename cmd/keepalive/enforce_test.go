@@ -184,3 +184,60 @@ func TestEnforceCommand(t *testing.T) {
 		}
 	}
 }
+
+// TestEnforceDockerContainer attaches by container id. Docker here (cgroupfs driver on a
+// hybrid host) creates /docker/<id> in the cgroup2 hierarchy too; the id resolves to it.
+// The container has no network (only its own loopback), and everything is removed after.
+func TestEnforceDockerContainer(t *testing.T) {
+	f := newEnforceFixture(t)
+	docker, err := exec.LookPath("docker")
+	nstest.Need(t, err == nil, "docker CLI")
+	nstest.Need(t, exec.Command(docker, "info").Run() == nil, "a running Docker engine")
+	dir := t.TempDir()
+	build := exec.Command("go", "build", "-o", filepath.Join(dir, "enforceprobe"), "./testdata/enforceprobe")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0") // static: the image is FROM scratch
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build probe: %v\n%s", err, out)
+	}
+	os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte("FROM scratch\nCOPY enforceprobe /enforceprobe\nENTRYPOINT [\"/enforceprobe\"]\n"), 0o644)
+	rb := make([]byte, 3)
+	rand.Read(rb)
+	tag := fmt.Sprintf("keepalive-enforce-test-%d:%s", os.Getpid(), hex.EncodeToString(rb))
+	if out, err := exec.Command(docker, "build", "-q", "-t", tag, dir).CombinedOutput(); err != nil {
+		t.Fatalf("docker build: %v\n%s", err, out)
+	}
+	t.Cleanup(func() { exec.Command(docker, "rmi", "-f", tag).Run() })
+	out, err := exec.Command(docker, "run", "-d", "--rm", "--network", "none", tag, "sleep").Output()
+	if err != nil {
+		t.Fatalf("docker run: %v", err)
+	}
+	id := strings.TrimSpace(string(out))
+	t.Cleanup(func() { exec.Command(docker, "rm", "-f", id).Run() })
+	probe := func() string {
+		t.Helper()
+		out, err := exec.Command(docker, "exec", id, "/enforceprobe", "once").CombinedOutput()
+		if err != nil {
+			t.Fatalf("docker exec: %v\n%s", err, out)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	if got := probe(); got != "0 7200 75 9 0 / 0 7200 75 9 0" {
+		t.Fatalf("container before attach: %q", got)
+	}
+	out2, stderr, code := f.run(t, "enforce", "attach", "--cgroup", id[:12], "--idle", "7", "--interval", "3", "--count", "4", "--user-timeout", "19s", "--json")
+	if code != 0 {
+		t.Fatalf("attach by container id: exit %d: %s %s", code, out2, stderr)
+	}
+	t.Cleanup(func() { f.run(t, "enforce", "detach", "--cgroup", "/docker/"+id) })
+	var rep enforceAttachJSON
+	json.Unmarshal([]byte(out2), &rep)
+	if rep.Cgroup != "/docker/"+id {
+		t.Errorf("container resolved to %q, want /docker/%s", rep.Cgroup, id)
+	}
+	if got := probe(); got != "1 7 3 4 19000 / 1 7 3 4 19000" {
+		t.Errorf("container after attach: %q", got)
+	}
+	if _, stderr, code := f.run(t, "enforce", "detach", "--cgroup", id); code != 0 {
+		t.Errorf("detach by container id: exit %d: %s", code, stderr)
+	}
+}
