@@ -10,14 +10,18 @@
 // calls of those options to the policy's values (Go, for one, sets a 15 s keepalive on every
 // connection after it is established).
 //
-// Precedence: there is one program per host (the same pinned program is linked to every
-// attached cgroup that has no attached ancestor); its policy map is keyed by cgroup id. For a
-// socket, the cgroups from its own up to the root are looked at in turn and the first (most
-// specific) one that holds a matching policy decides. Within a cgroup, a remote-port rule
-// wins over a local-port rule, which wins over a remote-prefix rule, which wins over the
-// cgroup's default; among rules of one kind the longer prefix wins.
+// Precedence: the policy lives in one map keyed by cgroup id, shared by every attachment.
+// The programs are attached with BPF_F_ALLOW_OVERRIDE, so for a socket only the program of
+// the nearest attached cgroup runs (the kernel runs nested multi-attached programs child
+// first, which would let a parent's later bpf_setsockopt win); each attached cgroup's program
+// knows the ids of its attached ancestors and looks them up in turn, most specific first,
+// and the first cgroup that holds a matching policy decides. Within a cgroup, a
+// remote-port rule wins over a local-port rule, which wins over a remote-prefix rule, which
+// wins over the cgroup's default; among rules of one kind the longer prefix wins. Attaching
+// or detaching a cgroup re-attaches the programs below it (atomically replacing them), so
+// no connection is ever established without a program.
 //
-// Programs, maps and links are pinned under the host's BPF filesystem (PinDir, by default
+// Programs and maps are pinned under the host's BPF filesystem (PinDir, by default
 // <bpffs>/keepalive), so attachments outlive the process that made them and any later
 // process — the CLI or the agent — finds them again. The programs are written with
 // cilium/ebpf's asm package: building this package needs no C compiler.

@@ -11,14 +11,16 @@ import (
 )
 
 // The programs are written with cilium/ebpf's asm package, so building keepalive needs no C
-// compiler. Both share one lookup (emitWalk): starting at the socket's own cgroup and going
-// up to the root, the first cgroup that holds a matching policy decides; within a cgroup a
-// remote-port rule beats a local-port rule, which beats a prefix-only rule, which beats the
-// cgroup's default. Rules are entries of one LPM trie whose key is
+// compiler. Both share one lookup (emitWalk): over the attached cgroup and its attached
+// ancestors (ids built into the program when it is attached), most specific first, the
+// first cgroup that holds a matching policy decides; within a cgroup a remote-port rule
+// beats a local-port rule, which beats a prefix-only rule, which beats the cgroup's
+// default. Rules are entries of one LPM trie whose key is
 // cgroup id | kind | port | remote address (IPv4 as ::ffff:a.b.c.d), so a rule with a longer
-// prefix wins within its kind.
+// prefix wins within its kind. (bpf_sk_ancestor_cgroup_id, which would let one program find
+// the socket's cgroup itself, is not available to sock_ops programs.)
 
-// Layout of the maps' keys and values; the Go side (maps_linux.go) encodes the same layout.
+// Layout of the maps' keys and values; the Go side (enforce_linux.go) encodes the same layout.
 const (
 	// Policy value (policyValue): flags, idle s, intvl s, cnt, user timeout ms.
 	polFlags    = 0

@@ -14,9 +14,10 @@ import (
 	"github.com/spf13/cobra"
 )
 
-const enforcePrecedence = `Precedence: one program per attached cgroup, all sharing one policy map keyed by cgroup
-id. For a connection, the cgroups from its own up to the root are looked at in turn and
-the first (most specific) attached cgroup with a matching policy decides. Within a cgroup:
+const enforcePrecedence = `Precedence: one policy map keyed by cgroup id. For a connection, the attached cgroups
+from its own up to the root are looked at in turn and the first (most specific) one with
+a matching policy decides (only the nearest attachment's program runs, so a parent never
+overrides a child). Within a cgroup:
 a --remote-port rule, then a --local-port rule, then a --peer-only rule, then the cgroup's
 default (attach without --port/--peer); among rules of one kind the longer --peer prefix
 wins.`
