@@ -125,6 +125,10 @@ type Rule struct {
 	Match  Match            `json:"match"`
 	Config keepalive.Config `json:"config"`
 	Mode   Mode             `json:"mode"`
+	// Listeners makes ModeEnforce rewrite a listening socket's own setsockopt too (by
+	// default a listener's options are the application's; accepted connections get the
+	// policy at establishment either way).
+	Listeners bool `json:"listeners,omitempty"`
 }
 
 // Counters count, per attached cgroup, what the programs did. Seen counts established

@@ -239,6 +239,9 @@ func policyValue(r Rule) []byte {
 	if !r.Match.IsDefault() {
 		flags |= flagRule
 	}
+	if r.Listeners {
+		flags |= flagListen
+	}
 	put := func(off int, flag uint32, v int64) {
 		if v > 0 {
 			flags |= flag
@@ -253,7 +256,7 @@ func policyValue(r Rule) []byte {
 	return b
 }
 
-func decodePolicy(b []byte) (keepalive.Config, Mode) {
+func decodePolicy(b []byte) (keepalive.Config, Mode, bool) {
 	flags := binary.NativeEndian.Uint32(b[polFlags:])
 	var c keepalive.Config
 	if flags&flagIdle != 0 {
@@ -272,7 +275,7 @@ func decodePolicy(b []byte) (keepalive.Config, Mode) {
 	if flags&flagEnforce != 0 {
 		m = ModeEnforce
 	}
-	return c, m
+	return c, m, flags&flagListen != 0
 }
 
 // policyKey encodes the LPM key of a rule of cgroup id.
@@ -694,8 +697,8 @@ func (h *Host) rules(id uint64) ([]Rule, error) {
 		if kid != id {
 			continue
 		}
-		c, mode := decodePolicy(v)
-		out = append(out, Rule{Match: m, Config: c, Mode: mode})
+		c, mode, listeners := decodePolicy(v)
+		out = append(out, Rule{Match: m, Config: c, Mode: mode, Listeners: listeners})
 	}
 	if err := it.Err(); err != nil {
 		return nil, fmt.Errorf("read policy: %w", err)

@@ -437,6 +437,17 @@ func TestEnforceMode(t *testing.T) {
 	if len(atts) != 1 || atts[0].Counters.Rewritten < 5 {
 		t.Errorf("rewritten counter: %+v", atts)
 	}
+	// UDP sockets and listeners keep their own options; with Listeners, listeners too get
+	// the policy.
+	if got := pyOther(t, cg); got != "udp 0 listener 33" {
+		t.Errorf("enforce mode touched a UDP socket or a listener: %q", got)
+	}
+	if _, err := h.Attach(AttachRequest{Cgroup: cg, Rule: Rule{Config: policyA, Mode: ModeEnforce, Listeners: true}}); err != nil {
+		t.Fatal(err)
+	}
+	if got := pyOther(t, cg); got != "udp 0 listener 7" {
+		t.Errorf("enforce mode with Listeners: %q, want the listener rewritten", got)
+	}
 	// The same Python client in default mode keeps its own values.
 	if _, err := h.Attach(AttachRequest{Cgroup: cg, Rule: Rule{Config: policyA, Mode: ModeDefault}}); err != nil {
 		t.Fatal(err)
@@ -447,6 +458,28 @@ func TestEnforceMode(t *testing.T) {
 	if py != own {
 		t.Errorf("python client in default mode: %s, want its own %s", py, own)
 	}
+}
+
+// pyOther reports what a Python process in cg reads back after setting SO_KEEPALIVE 0 on a
+// UDP socket and TCP_KEEPIDLE 33 on a listening TCP socket.
+func pyOther(t *testing.T, cg string) string {
+	t.Helper()
+	py, err := exec.LookPath("python3")
+	nstest.Need(t, err == nil, "python3")
+	b, err := inCgroup(t, cg, py, "-c", `
+import socket
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+u.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 0)
+l = socket.socket()
+l.bind(("127.0.0.1", 0))
+l.listen(1)
+l.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, 33)
+print("udp", u.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE), "listener", l.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE))
+`).Output()
+	if err != nil {
+		t.Fatalf("python: %v", err)
+	}
+	return strings.TrimSpace(string(b))
 }
 
 // pythonClient connects from a Python process in cg that sets its own keepalive values and
@@ -716,5 +749,33 @@ func TestAttachRefusesBadInput(t *testing.T) {
 	}
 	if err := h.Detach(cg, nil, "cli", true); err != nil {
 		t.Error(err)
+	}
+}
+
+// TestKernelRefusalCounted: a value the kernel refuses is counted per option with its errno
+// (written straight into the map: Attach itself never stores a value Validate rejects).
+func TestKernelRefusalCounted(t *testing.T) {
+	need(t)
+	h := openTest(t)
+	cg := testCgroup(t, "")
+	att, err := h.Attach(AttachRequest{Cgroup: cg, Rule: Rule{Config: policyA, Mode: ModeDefault}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := policyValue(Rule{Config: policyA, Mode: ModeDefault})
+	v[polIdle], v[polIdle+1], v[polIdle+2], v[polIdle+3] = 0, 0, 0, 0 // idle 0: EINVAL
+	if err := h.policy.Put(policyKey(att.CgroupID, Match{}), v); err != nil {
+		t.Fatal(err)
+	}
+	addr, acc := server(t, "127.0.0.1:0")
+	got := dialFrom(t, cg, "connect", addr)
+	<-acc
+	if !got.Enabled || got.Interval != policyA.Interval || got.Idle != 7200*time.Second {
+		t.Errorf("the other options must still be set: %s", got)
+	}
+	atts, _ := h.List()
+	c := atts[0].Counters
+	if c.Seen != 1 || c.Set != 0 || len(c.Failures) != 1 || c.Failures[0].Option != "idle" || c.Failures[0].Errno != int(unix.EINVAL) {
+		t.Errorf("counters: %+v", c)
 	}
 }

@@ -32,6 +32,7 @@ const (
 
 	flagEnforce = 1 << 0 // rewrite the application's own setsockopt calls
 	flagRule    = 1 << 1 // a port or prefix rule (not the cgroup's default)
+	flagListen  = 1 << 2 // enforce mode also rewrites listening sockets' own setsockopt
 	flagIdle    = 1 << 8
 	flagIntvl   = 1 << 9
 	flagCnt     = 1 << 10
@@ -91,6 +92,7 @@ const (
 	stOptval = -16 // u32 value for bpf_setsockopt
 	stLPort  = -56 // u32 local port, host order
 	stRPort  = -52 // u32 remote port, host order
+	stState  = -60 // u32 socket state (cgroup/setsockopt)
 )
 
 // Registers kept across helper calls.
@@ -297,9 +299,12 @@ const (
 )
 
 // setsockoptProgram builds the BPF_PROG_TYPE_CGROUP_SOCKOPT program for cgroup/setsockopt:
-// when a TCP (or MPTCP) socket that is not listening sets SO_KEEPALIVE, TCP_KEEPIDLE,
-// TCP_KEEPINTVL, TCP_KEEPCNT or TCP_USER_TIMEOUT and its policy is in enforce mode, the
-// value is rewritten in place to the policy's before the kernel sees it. Everything else
+// when a TCP socket sets SO_KEEPALIVE, TCP_KEEPIDLE, TCP_KEEPINTVL, TCP_KEEPCNT or
+// TCP_USER_TIMEOUT and its policy is in enforce mode, the value is rewritten in place to the
+// policy's before the kernel sees it. UDP and other protocols pass untouched; a listening
+// socket only when the policy asks for it (Rule.Listeners). MPTCP sockets are handled as
+// TCP on purpose: the kernel copies these options of the MPTCP socket to its TCP subflows,
+// so rewriting the MPTCP socket's call is what gives the subflows the policy. Everything else
 // passes unchanged. The program always allows the call (returns 1).
 func setsockoptProgram(policy, counters *ebpf.Map, chain []uint64) asm.Instructions {
 	in := asm.Instructions{
@@ -323,7 +328,7 @@ func setsockoptProgram(policy, counters *ebpf.Map, chain []uint64) asm.Instructi
 		asm.JEq.Imm(asm.R2, ipprotoTCP, "tcp"),
 		asm.JNE.Imm(asm.R2, ipprotoMPTCP, "out"),
 		asm.LoadMem(asm.R2, asm.R1, bsState, asm.Word).WithSymbol("tcp"),
-		asm.JEq.Imm(asm.R2, tcpListen, "out"),
+		asm.StoreMem(asm.RFP, stState, asm.R2, asm.Word),
 		asm.LoadMem(asm.R2, asm.R1, bsSrcPort, asm.Word),
 		asm.StoreMem(asm.RFP, stLPort, asm.R2, asm.Word),
 		asm.LoadMem(asm.R2, asm.R1, bsDstPort, asm.Half),
@@ -338,7 +343,12 @@ func setsockoptProgram(policy, counters *ebpf.Map, chain []uint64) asm.Instructi
 		asm.LoadMem(asm.R1, rPol, polFlags, asm.Word).WithSymbol("found"),
 		asm.JSet.Imm(asm.R1, flagEnforce, "enforce"),
 		asm.Ja.Label("out"),
-		asm.LoadMem(asm.R2, rCtx, sxLevel, asm.Word).WithSymbol("enforce"),
+		// A listening socket's own options only when the policy asks for it.
+		asm.LoadMem(asm.R2, asm.RFP, stState, asm.Word).WithSymbol("enforce"),
+		asm.JNE.Imm(asm.R2, tcpListen, "notlisten"),
+		asm.JSet.Imm(asm.R1, flagListen, "notlisten"),
+		asm.Ja.Label("out"),
+		asm.LoadMem(asm.R2, rCtx, sxLevel, asm.Word).WithSymbol("notlisten"),
 		asm.LoadMem(asm.R3, rCtx, sxOptname, asm.Word),
 	)
 	for i, o := range opts {

@@ -152,12 +152,13 @@ func resolveEnforceCgroup(h *enforce.Host, arg string) (rel string, id uint64, n
 type enforceRuleJSON struct {
 	Match    enforce.Match      `json:"match"`
 	Rule     string             `json:"rule"`
-	Mode     enforce.Mode       `json:"mode"`
-	Settings enableSettingsJSON `json:"settings"`
+	Mode      enforce.Mode       `json:"mode"`
+	Listeners bool               `json:"listeners,omitempty"`
+	Settings  enableSettingsJSON `json:"settings"`
 }
 
 func ruleJSON(r enforce.Rule) enforceRuleJSON {
-	return enforceRuleJSON{Match: r.Match, Rule: r.Match.String(), Mode: r.Mode,
+	return enforceRuleJSON{Match: r.Match, Rule: r.Match.String(), Mode: r.Mode, Listeners: r.Listeners,
 		Settings: enableSettings(keepalive.Settings{Enabled: true, Config: r.Config})}
 }
 
@@ -180,6 +181,7 @@ type enforceAttachOptions struct {
 	middlebox, detectWithin time.Duration
 	mode                    string
 	existing                bool
+	listeners               bool
 	owner                   string
 	takeover                bool
 }
@@ -223,6 +225,7 @@ the cgroup is left without it.
 	f.Var(newDurationValue(&o.detectWithin), "detect-within", "recommend settings that notice a dead peer within this time")
 	f.StringVar(&o.mode, "mode", "default", "default (set at establishment) or enforce (also rewrite the application's own setsockopt)")
 	f.BoolVar(&o.existing, "existing", false, "also apply the policy now to connections the cgroup's processes already hold")
+	f.BoolVar(&o.listeners, "listeners", false, "with --mode enforce: also rewrite listening sockets' own setsockopt (default: only connections)")
 	f.StringVar(&o.owner, "owner", "cli", "who owns the attachment (the agent uses \"agent\")")
 	f.BoolVar(&o.takeover, "takeover", false, "change an attachment that another owner made")
 	return cmd
@@ -243,6 +246,9 @@ func enforceAttachRun(cmd *cobra.Command, g *globalOptions, o *enforceAttachOpti
 	mode, err := enforce.ParseMode(o.mode)
 	if err != nil {
 		return usagef("invalid --mode: %v", err)
+	}
+	if o.listeners && mode != enforce.ModeEnforce {
+		return usagef("--listeners needs --mode enforce (default mode never touches an application's own calls)")
 	}
 	matches, err := o.match.matches()
 	if err != nil {
@@ -275,7 +281,7 @@ func enforceAttachRun(cmd *cobra.Command, g *globalOptions, o *enforceAttachOpti
 		rep.Notes = append(rep.Notes, note)
 	}
 	for _, m := range matches {
-		r := enforce.Rule{Match: m, Config: cfg, Mode: mode}
+		r := enforce.Rule{Match: m, Config: cfg, Mode: mode, Listeners: o.listeners}
 		if !o.common.dryRun {
 			if _, err := h.Attach(enforce.AttachRequest{Cgroup: rel, Rule: r, Owner: o.owner, Takeover: o.takeover}); err != nil {
 				return fmt.Errorf("enforce attach: %w", err)
