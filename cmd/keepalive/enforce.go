@@ -150,8 +150,8 @@ func resolveEnforceCgroup(h *enforce.Host, arg string) (rel string, id uint64, n
 }
 
 type enforceRuleJSON struct {
-	Match    enforce.Match      `json:"match"`
-	Rule     string             `json:"rule"`
+	Match     enforce.Match      `json:"match"`
+	Rule      string             `json:"rule"`
 	Mode      enforce.Mode       `json:"mode"`
 	Listeners bool               `json:"listeners,omitempty"`
 	Settings  enableSettingsJSON `json:"settings"`
