@@ -199,6 +199,14 @@ type AttachRequest struct {
 	Takeover bool
 }
 
+// ExistingOptions control Host.RetrofitExisting.
+type ExistingOptions struct {
+	// DryRun reads the connections' settings and reports what would change.
+	DryRun bool
+	// Pending are rules of the cgroup to use as if they were attached already.
+	Pending []Rule
+}
+
 // Errors returned by the package; use errors.Is.
 var (
 	// ErrUnsupported: not Linux.

@@ -697,12 +697,17 @@ func TestExistingConnections(t *testing.T) {
 		t.Fatalf("hold helper: %q %v", l, err)
 	}
 	<-acc
+	pending := []Rule{{Config: policyA, Mode: ModeDefault}}
+	dry, err := h.RetrofitExisting(context.Background(), cg, ExistingOptions{DryRun: true, Pending: pending})
+	if err != nil || len(dry) != 1 || !dry[0].Changed || dry[0].After != want(policyA) {
+		t.Fatalf("dry run before attach: %+v %v", dry, err)
+	}
 	attach(t, h, cg, Match{}, policyA)
-	dry, err := h.RetrofitExisting(context.Background(), cg, true)
+	dry, err = h.RetrofitExisting(context.Background(), cg, ExistingOptions{DryRun: true})
 	if err != nil || len(dry) != 1 || !dry[0].Changed || dry[0].After != want(policyA) {
 		t.Fatalf("dry run: %+v %v", dry, err)
 	}
-	res, err := h.RetrofitExisting(context.Background(), cg, false)
+	res, err := h.RetrofitExisting(context.Background(), cg, ExistingOptions{})
 	if err != nil || len(res) != 1 || res[0].Err != nil || res[0].After != want(policyA) {
 		t.Fatalf("retrofit: %+v %v", res, err)
 	}

@@ -56,6 +56,6 @@ func IsContainerID(s string) bool { return false }
 func ContainerCgroup(id string) (rel, note string, err error) { return "", "", unsupported() }
 
 // RetrofitExisting works on Linux only.
-func (h *Host) RetrofitExisting(ctx context.Context, cgroupPath string, dryRun bool) ([]host.RetrofitResult, error) {
+func (h *Host) RetrofitExisting(ctx context.Context, cgroupPath string, opt ExistingOptions) ([]host.RetrofitResult, error) {
 	return nil, unsupported()
 }

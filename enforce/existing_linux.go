@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -18,8 +19,10 @@ import (
 // established connections that the processes of the cgroup and its descendants already
 // hold, through host.Retrofit (pidfd_getfd; see package host). Attach covers new
 // connections; this covers the ones opened before it. Connections to which no policy
-// applies are left alone. With dryRun nothing is changed and the results say what would be.
-func (h *Host) RetrofitExisting(ctx context.Context, cgroupPath string, dryRun bool) ([]host.RetrofitResult, error) {
+// applies are left alone. With opt.DryRun nothing is changed and the results say what would
+// be; opt.Pending are rules of this cgroup to take into account as if attached (a dry run of
+// an attach).
+func (h *Host) RetrofitExisting(ctx context.Context, cgroupPath string, opt ExistingOptions) ([]host.RetrofitResult, error) {
 	cg, err := resolveCgroup(h.cgMount, cgroupPath)
 	if err != nil {
 		return nil, err
@@ -27,6 +30,18 @@ func (h *Host) RetrofitExisting(ctx context.Context, cgroupPath string, dryRun b
 	atts, err := h.List()
 	if err != nil {
 		return nil, err
+	}
+	if len(opt.Pending) > 0 {
+		i := slices.IndexFunc(atts, func(a Attachment) bool { return a.Cgroup == cg.Rel })
+		if i < 0 {
+			atts = append(atts, Attachment{Cgroup: cg.Rel, CgroupID: cg.ID})
+			i = len(atts) - 1
+		}
+		for _, p := range opt.Pending {
+			atts[i].Rules = slices.DeleteFunc(atts[i].Rules, func(r Rule) bool { return r.Match == p.Match })
+			atts[i].Rules = append(atts[i].Rules, p)
+		}
+		slices.SortStableFunc(atts[i].Rules, func(a, b Rule) int { return rank(a.Match) - rank(b.Match) })
 	}
 	pidCg := map[int]string{}
 	err = filepath.WalkDir(cg.Abs, func(p string, d os.DirEntry, err error) error {
@@ -85,7 +100,7 @@ func (h *Host) RetrofitExisting(ctx context.Context, cgroupPath string, dryRun b
 	}
 	var out []host.RetrofitResult
 	for _, c := range order {
-		out = append(out, host.Retrofit(ctx, groups[c], c, host.RetrofitOptions{DryRun: dryRun})...)
+		out = append(out, host.Retrofit(ctx, groups[c], c, host.RetrofitOptions{DryRun: opt.DryRun})...)
 	}
 	return out, nil
 }

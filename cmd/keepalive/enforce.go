@@ -291,11 +291,14 @@ func enforceAttachRun(cmd *cobra.Command, g *globalOptions, o *enforceAttachOpti
 	}
 	var firstErr error
 	if o.existing {
+		var pending []enforce.Rule
 		if o.common.dryRun {
-			// Nothing is attached yet: show what the new rules would do to existing connections.
-			fmt.Fprintln(g.Stderr, "keepalive: --existing with --dry-run: connections are shown with the policy already attached, if any")
+			// Nothing is attached: show what the new rules would do to existing connections.
+			for _, m := range matches {
+				pending = append(pending, enforce.Rule{Match: m, Config: cfg, Mode: mode, Listeners: o.listeners})
+			}
 		}
-		res, err := h.RetrofitExisting(cmd.Context(), rel, o.common.dryRun)
+		res, err := h.RetrofitExisting(cmd.Context(), rel, enforce.ExistingOptions{DryRun: o.common.dryRun, Pending: pending})
 		if err != nil {
 			return fmt.Errorf("enforce attach --existing: %w", err)
 		}
