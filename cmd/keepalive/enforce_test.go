@@ -3,6 +3,7 @@
 package main
 
 import (
+	"bufio"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -94,6 +95,47 @@ print(g(socket.SOL_SOCKET, socket.SO_KEEPALIVE), g(6, 4), g(6, 5), g(6, 6), g(6,
 	return strings.TrimSpace(string(out))
 }
 
+// pyHold starts a Python process in the cgroup that connects to addr and holds the
+// connection; the returned function asks it for its socket's settings (as pyConnect prints them).
+func (f *enforceFixture) pyHold(t *testing.T, addr string) func() string {
+	t.Helper()
+	py, err := exec.LookPath("python3")
+	nstest.Need(t, err == nil, "python3")
+	host, port, _ := net.SplitHostPort(addr)
+	cg, err := os.Open(f.cgAbs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cg.Close()
+	cmd := exec.Command(py, "-u", "-c", fmt.Sprintf(`
+import socket, sys
+s = socket.create_connection((%q, %s), timeout=10)
+g = lambda l, o: s.getsockopt(l, o)
+print("connected")
+for line in sys.stdin:
+    print(g(socket.SOL_SOCKET, socket.SO_KEEPALIVE), g(6, 4), g(6, 5), g(6, 6), g(6, 18))
+`, host, port))
+	cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(cg.Fd())}
+	in, _ := cmd.StdinPipe()
+	outp, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { in.Close(); cmd.Process.Kill(); cmd.Wait() })
+	rd := bufio.NewReader(outp)
+	if l, err := rd.ReadString('\n'); err != nil || strings.TrimSpace(l) != "connected" {
+		t.Fatalf("python holder: %q %v", l, err)
+	}
+	return func() string {
+		fmt.Fprintln(in, "report")
+		l, err := rd.ReadString('\n')
+		if err != nil {
+			t.Fatalf("python holder: %v", err)
+		}
+		return strings.TrimSpace(l)
+	}
+}
+
 func TestEnforceCommand(t *testing.T) {
 	f := newEnforceFixture(t)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -136,9 +178,23 @@ func TestEnforceCommand(t *testing.T) {
 		t.Errorf("after --dry-run a new connection has %q", got)
 	}
 
-	out, stderr, code = f.run(t, append([]string{"enforce", "attach", "--cgroup", f.cgAbs, "--mode", "enforce"}, policy...)...)
-	if code != 0 {
+	// A connection the cgroup already holds, for --existing.
+	held := f.pyHold(t, addr)
+	out, stderr, code = f.run(t, append([]string{"enforce", "attach", "--cgroup", f.cgroup, "--existing", "--dry-run", "--json"}, policy...)...)
+	var dry enforceAttachJSON
+	if code != 0 || json.Unmarshal([]byte(out), &dry) != nil || len(dry.Existing) != 1 || !dry.Existing[0].Changed ||
+		dry.Existing[0].After == nil || dry.Existing[0].After.IdleMS != 7000 {
+		t.Fatalf("attach --existing --dry-run: exit %d: %s %s", code, out, stderr)
+	}
+	if got := held(); got != "0 7200 75 9 0" {
+		t.Errorf("--dry-run changed an existing connection: %q", got)
+	}
+	out, stderr, code = f.run(t, append([]string{"enforce", "attach", "--cgroup", f.cgAbs, "--mode", "enforce", "--existing"}, policy...)...)
+	if code != 0 || !strings.Contains(out, "existing connections: 1 found, 1 changed") {
 		t.Fatalf("attach: exit %d: %s %s", code, out, stderr)
+	}
+	if got := held(); got != "1 7 3 4 19000" {
+		t.Errorf("existing connection after attach --existing: %q", got)
 	}
 	if got := f.pyConnect(t, addr); got != "1 7 3 4 19000" {
 		t.Errorf("new connection in the cgroup: %q, want %q", got, "1 7 3 4 19000")
