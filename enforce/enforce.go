@@ -163,8 +163,11 @@ type Attachment struct {
 	Owner string `json:"owner"`
 	// Since is when the attachment was first made.
 	Since time.Time `json:"since"`
-	// Linked is true when the programs are attached to the cgroup (pinned under Pins).
+	// Linked is true when the sock_ops program is attached to the cgroup (pinned under Pins).
 	Linked bool `json:"linked"`
+	// Rewriting is true when the cgroup/setsockopt program is attached too: only when this
+	// cgroup or an attached ancestor has an enforce-mode rule.
+	Rewriting bool `json:"rewriting"`
 	// CoveredBy is the nearest attached ancestor, whose policy applies to connections
 	// that no rule of this cgroup matches.
 	CoveredBy string `json:"covered_by,omitempty"`

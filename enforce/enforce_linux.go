@@ -515,7 +515,8 @@ func (h *Host) Detach(cgroupPath string, match *Match, owner string, force bool)
 		return fmt.Errorf("cgroup %s has no rule for %s", m.path, *match)
 	}
 	if remaining > 0 {
-		return nil
+		// The mode of what is left decides whether the setsockopt program stays.
+		return h.reconcile(m.path, metas)
 	}
 	delete(metas, id)
 	h.detachProgs(id, filepath.Join(h.cgMount, m.path))
@@ -601,18 +602,35 @@ func (h *Host) reconcile(path string, metas map[uint64]meta) error {
 		if cgroupID(abs) != id {
 			continue // gone
 		}
-		if err := h.attachProgs(id, abs, h.chain(id, metas)); err != nil {
+		chain := h.chain(id, metas)
+		// The cgroup/setsockopt program only where a cgroup of the chain has an enforce-mode
+		// rule: default mode costs the application's setsockopt calls nothing. (A cgroup below
+		// an enforcing one always gets its own, so the parent's never speaks for it.)
+		enforcing := false
+		for _, cid := range chain {
+			rs, err := h.rules(cid)
+			if err != nil {
+				return err
+			}
+			for _, r := range rs {
+				enforcing = enforcing || r.Mode == ModeEnforce
+			}
+		}
+		if err := h.attachProgs(id, abs, chain, enforcing); err != nil {
 			return fmt.Errorf("attach programs to %s: %w", m.path, err)
 		}
 	}
 	return nil
 }
 
-func (h *Host) attachProgs(id uint64, abs string, chain []uint64) error {
+func (h *Host) attachProgs(id uint64, abs string, chain []uint64, sockopt bool) error {
 	specs := [2]*ebpf.ProgramSpec{
 		{Name: "ka_sockops", Type: ebpf.SockOps, License: "GPL", Instructions: sockOpsProgram(h.policy, h.counters, chain)},
 		{Name: "ka_setsockopt", Type: ebpf.CGroupSockopt, AttachType: ebpf.AttachCGroupSetsockopt, License: "GPL",
 			Instructions: setsockoptProgram(h.policy, h.counters, chain)},
+	}
+	if !sockopt {
+		specs[1] = nil
 	}
 	var progs [2]*ebpf.Program
 	defer func() {
@@ -623,6 +641,9 @@ func (h *Host) attachProgs(id uint64, abs string, chain []uint64) error {
 		}
 	}()
 	for i, spec := range specs {
+		if spec == nil {
+			continue
+		}
 		prog, err := ebpf.NewProgram(spec)
 		if err != nil {
 			var ve *ebpf.VerifierError
@@ -640,6 +661,10 @@ func (h *Host) attachProgs(id uint64, abs string, chain []uint64) error {
 	defer cg.Close()
 	pins := progPins(h.pinDir, id)
 	for i, prog := range progs {
+		if prog == nil {
+			h.detachProg(cg, 1, pins[1])
+			continue
+		}
 		err := link.RawAttachProgram(link.RawAttachProgramOptions{Target: int(cg.Fd()), Program: prog, Attach: attachTypes[i],
 			Flags: unix.BPF_F_ALLOW_OVERRIDE})
 		if err != nil {
@@ -660,6 +685,20 @@ func (h *Host) attachProgs(id uint64, abs string, chain []uint64) error {
 	return nil
 }
 
+// detachProg takes the pinned program of attach type attachTypes[i] off cg (nil: the cgroup
+// is gone) and removes its pin.
+func (h *Host) detachProg(cg *os.File, i int, pin string) {
+	prog, err := ebpf.LoadPinnedProgram(pin, nil)
+	if err != nil {
+		return
+	}
+	if cg != nil {
+		link.RawDetachProgram(link.RawDetachProgramOptions{Target: int(cg.Fd()), Program: prog, Attach: attachTypes[i]})
+	}
+	prog.Unpin()
+	prog.Close()
+}
+
 // detachProgs takes this attachment's programs off its cgroup and removes their pins.
 func (h *Host) detachProgs(id uint64, abs string) {
 	cg, err := os.Open(abs)
@@ -667,18 +706,13 @@ func (h *Host) detachProgs(id uint64, abs string) {
 		cg.Close()
 		err = os.ErrNotExist
 	}
-	for i, pin := range progPins(h.pinDir, id) {
-		prog, perr := ebpf.LoadPinnedProgram(pin, nil)
-		if perr != nil {
-			continue
-		}
-		if err == nil {
-			link.RawDetachProgram(link.RawDetachProgramOptions{Target: int(cg.Fd()), Program: prog, Attach: attachTypes[i]})
-		}
-		prog.Unpin()
-		prog.Close()
+	if err != nil {
+		cg = nil
 	}
-	if err == nil {
+	for i, pin := range progPins(h.pinDir, id) {
+		h.detachProg(cg, i, pin)
+	}
+	if cg != nil {
 		cg.Close()
 	}
 }
@@ -752,7 +786,8 @@ func (h *Host) attachment(id uint64, metas map[uint64]meta) (Attachment, error) 
 			a.Pins = append(a.Pins, p)
 		}
 	}
-	a.Linked = len(a.Pins) == 2 && !a.Gone
+	a.Linked = !a.Gone && slices.Contains(a.Pins, progPins(h.pinDir, id)[0])
+	a.Rewriting = !a.Gone && slices.Contains(a.Pins, progPins(h.pinDir, id)[1])
 	var err error
 	if a.Rules, err = h.rules(id); err != nil {
 		return a, err

@@ -434,7 +434,7 @@ func TestEnforceMode(t *testing.T) {
 		t.Errorf("python client in enforce mode: %s, want %s", py, want(policyA))
 	}
 	atts, _ := h.List()
-	if len(atts) != 1 || atts[0].Counters.Rewritten < 5 {
+	if len(atts) != 1 || atts[0].Counters.Rewritten < 5 || !atts[0].Rewriting {
 		t.Errorf("rewritten counter: %+v", atts)
 	}
 	// UDP sockets and listeners keep their own options; with Listeners, listeners too get
@@ -457,6 +457,10 @@ func TestEnforceMode(t *testing.T) {
 	own := want(keepalive.Config{Idle: 33 * time.Second, Interval: 11 * time.Second, Count: 3, UserTimeout: 4242 * time.Millisecond})
 	if py != own {
 		t.Errorf("python client in default mode: %s, want its own %s", py, own)
+	}
+	// Default mode needs no cgroup/setsockopt program: it is gone.
+	if atts, _ := h.List(); len(atts) != 1 || atts[0].Rewriting || !atts[0].Linked || len(atts[0].Pins) != 1 {
+		t.Errorf("default mode still has the setsockopt program: %+v", atts)
 	}
 }
 
@@ -669,6 +673,20 @@ func TestNestedCgroupsMostSpecificWins(t *testing.T) {
 			t.Errorf("child covered by %q, want %q", a.CoveredBy, parent)
 		}
 	}
+	// The parent in enforce mode rewrites its own processes' calls, not the child's, whose
+	// own policy is in default mode.
+	if _, err := h.Attach(AttachRequest{Cgroup: parent, Rule: Rule{Config: policyA, Mode: ModeEnforce}}); err != nil {
+		t.Fatal(err)
+	}
+	own := want(keepalive.Config{Idle: 33 * time.Second, Interval: 11 * time.Second, Count: 3, UserTimeout: 4242 * time.Millisecond})
+	if got := pythonClient(t, child, a2); got != own {
+		t.Errorf("child (default mode) under an enforcing parent: %s, want its own %s", got, own)
+	}
+	<-acc2
+	if got := pythonClient(t, parent, a2); got != want(policyA) {
+		t.Errorf("enforcing parent: %s, want %s", got, want(policyA))
+	}
+	<-acc2
 	// Detaching the parent: the child keeps its own policy.
 	if err := h.Detach(parent, nil, "", false); err != nil {
 		t.Fatal(err)

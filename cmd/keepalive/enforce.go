@@ -386,6 +386,7 @@ type enforceAttachmentJSON struct {
 	Owner     string            `json:"owner"`
 	Since     time.Time         `json:"since"`
 	Attached  bool              `json:"attached"`
+	Rewriting bool              `json:"rewriting"`
 	CoveredBy string            `json:"covered_by,omitempty"`
 	Gone      bool              `json:"gone,omitempty"`
 	Rules     []enforceRuleJSON `json:"rules"`
@@ -432,7 +433,7 @@ enforce mode, and the options the kernel refused (with the errno).
 				if want != "" && a.Cgroup != want {
 					continue
 				}
-				j := enforceAttachmentJSON{Cgroup: a.Cgroup, CgroupID: a.CgroupID, Owner: a.Owner, Since: a.Since, Attached: a.Linked,
+				j := enforceAttachmentJSON{Cgroup: a.Cgroup, CgroupID: a.CgroupID, Owner: a.Owner, Since: a.Since, Attached: a.Linked, Rewriting: a.Rewriting,
 					CoveredBy: a.CoveredBy, Gone: a.Gone, Counters: a.Counters, Pins: a.Pins, Rules: []enforceRuleJSON{}}
 				for _, r := range a.Rules {
 					j.Rules = append(j.Rules, ruleJSON(r))
