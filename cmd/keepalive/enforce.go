@@ -17,10 +17,9 @@ import (
 const enforcePrecedence = `Precedence: one policy map keyed by cgroup id. For a connection, the attached cgroups
 from its own up to the root are looked at in turn and the first (most specific) one with
 a matching policy decides (only the nearest attachment's program runs, so a parent never
-overrides a child). Within a cgroup:
-a --remote-port rule, then a --local-port rule, then a --peer-only rule, then the cgroup's
-default (attach without --port/--peer); among rules of one kind the longer --peer prefix
-wins.`
+overrides a child). Within a cgroup: a --remote-port rule, then a --local-port rule, then
+a --peer-only rule, then the cgroup's default (attach without --port/--peer); among rules
+of one kind the longer --peer prefix wins.`
 
 func newEnforceCmd(g *globalOptions) *cobra.Command {
 	cmd := &cobra.Command{
@@ -460,7 +459,10 @@ func enforceListPrint(w io.Writer, rep *enforceListJSON) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "CGROUP\tOWNER\tPROGRAMS\tRULE\tMODE\tSETTINGS\tSEEN\tSET\tREWRITTEN\tFAILED")
 	for _, a := range rep.Attachments {
-		state := "attached"
+		state := "sock_ops"
+		if a.Rewriting {
+			state += "+setsockopt"
+		}
 		switch {
 		case a.Gone:
 			state = "cgroup gone"

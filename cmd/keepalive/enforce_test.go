@@ -209,13 +209,13 @@ func TestEnforceCommand(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &l); err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}
-	if len(l.Attachments) != 1 || l.Attachments[0].Cgroup != "/"+f.cgroup || !l.Attachments[0].Attached ||
+	if len(l.Attachments) != 1 || l.Attachments[0].Cgroup != "/"+f.cgroup || !l.Attachments[0].Attached || !l.Attachments[0].Rewriting ||
 		len(l.Attachments[0].Rules) != 1 || l.Attachments[0].Rules[0].Mode != enforce.ModeEnforce ||
 		l.Attachments[0].Counters.Seen != 1 || l.Attachments[0].Counters.Set != 1 {
 		t.Errorf("list: %s", out)
 	}
 	out, _, _ = f.run(t, "enforce", "list")
-	if !strings.Contains(out, "/"+f.cgroup) || !strings.Contains(out, "7s/3s/4") {
+	if !strings.Contains(out, "/"+f.cgroup) || !strings.Contains(out, "7s/3s/4") || !strings.Contains(out, "sock_ops+setsockopt") {
 		t.Errorf("list text: %s", out)
 	}
 
