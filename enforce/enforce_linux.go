@@ -602,12 +602,12 @@ func (h *Host) reconcile(path string, metas map[uint64]meta) error {
 		if cgroupID(abs) != id {
 			continue // gone
 		}
-		chain := h.chain(id, metas)
 		// The cgroup/setsockopt program only where a cgroup of the chain has an enforce-mode
 		// rule: default mode costs the application's setsockopt calls nothing. (A cgroup below
 		// an enforcing one always gets its own, so the parent's never speaks for it.)
 		enforcing := false
-		for _, cid := range chain {
+		var chain []chainLink
+		for _, cid := range h.chain(id, metas) {
 			rs, err := h.rules(cid)
 			if err != nil {
 				return err
@@ -615,6 +615,7 @@ func (h *Host) reconcile(path string, metas map[uint64]meta) error {
 			for _, r := range rs {
 				enforcing = enforcing || r.Mode == ModeEnforce
 			}
+			chain = append(chain, chainOf(cid, rs))
 		}
 		if err := h.attachProgs(id, abs, chain, enforcing); err != nil {
 			return fmt.Errorf("attach programs to %s: %w", m.path, err)
@@ -623,7 +624,7 @@ func (h *Host) reconcile(path string, metas map[uint64]meta) error {
 	return nil
 }
 
-func (h *Host) attachProgs(id uint64, abs string, chain []uint64, sockopt bool) error {
+func (h *Host) attachProgs(id uint64, abs string, chain []chainLink, sockopt bool) error {
 	specs := [2]*ebpf.ProgramSpec{
 		{Name: "ka_sockops", Type: ebpf.SockOps, License: "GPL", Instructions: sockOpsProgram(h.policy, h.counters, chain)},
 		{Name: "ka_setsockopt", Type: ebpf.CGroupSockopt, AttachType: ebpf.AttachCGroupSetsockopt, License: "GPL",

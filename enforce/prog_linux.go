@@ -106,13 +106,36 @@ const (
 // v4mapped is bytes 8..11 of an IPv4-mapped IPv6 address (00 00 ff ff) as a native u32.
 var v4mapped = int64(binary.NativeEndian.Uint32([]byte{0, 0, 0xff, 0xff}))
 
+// chainLink is one cgroup of a program's chain: its id and which kinds of entries it holds, so
+// that the program makes only the lookups that can hit.
+type chainLink struct {
+	id                           uint64
+	remote, local, prefixOrDeflt bool
+}
+
+// chainOf returns the chain entry of a cgroup with these rules.
+func chainOf(id uint64, rules []Rule) chainLink {
+	l := chainLink{id: id}
+	for _, r := range rules {
+		switch {
+		case r.Match.RemotePort != 0:
+			l.remote = true
+		case r.Match.LocalPort != 0:
+			l.local = true
+		default:
+			l.prefixOrDeflt = true
+		}
+	}
+	return l
+}
+
 // emitWalk appends the policy lookup for a program attached to chain[0], whose attached
 // ancestors are chain[1:], nearest first. The first cgroup of the chain with a matching
 // entry decides. On a match it jumps to "found" with rPol set; otherwise to "out". rCnt
 // holds chain[0]'s counters throughout.
-func emitWalk(policy, counters *ebpf.Map, chain []uint64, countSeen bool) asm.Instructions {
+func emitWalk(policy, counters *ebpf.Map, chain []chainLink, countSeen bool) asm.Instructions {
 	in := asm.Instructions{
-		asm.LoadImm(asm.R1, int64(chain[0]), asm.DWord),
+		asm.LoadImm(asm.R1, int64(chain[0].id), asm.DWord),
 		asm.StoreMem(asm.RFP, stCgid, asm.R1, asm.DWord),
 		asm.LoadMapPtr(asm.R1, counters.FD()),
 		asm.Mov.Reg(asm.R2, asm.RFP),
@@ -124,7 +147,8 @@ func emitWalk(policy, counters *ebpf.Map, chain []uint64, countSeen bool) asm.In
 	if countSeen {
 		in = append(in, asm.Mov.Imm(asm.R1, 1), asm.AddAtomic.Mem(rCnt, asm.R1, asm.DWord, cntSeen))
 	}
-	for c, id := range chain {
+	for c, l := range chain {
+		id := l.id
 		next := fmt.Sprintf("c%d", c+1)
 		if c == len(chain)-1 {
 			next = "out"
@@ -137,9 +161,19 @@ func emitWalk(policy, counters *ebpf.Map, chain []uint64, countSeen bool) asm.In
 			kind int32
 			port int16
 			any  bool // any entry (rule or default) decides
-		}{{kindRemote, stRPort, false}, {kindLocal, stLPort, false}, {kindAny, 0, true}} {
+			has  bool // the cgroup holds entries of this kind
+		}{{kindRemote, stRPort, false, l.remote}, {kindLocal, stLPort, false, l.local}, {kindAny, 0, true, l.prefixOrDeflt}} {
 			miss := fmt.Sprintf("miss%d_%d", c, i)
 			hit := fmt.Sprintf("hit%d_%d", c, i)
+			if !k.has {
+				// Nothing of this kind: no lookup, just the label for the previous miss.
+				if i < 2 {
+					in = append(in, asm.Mov.Imm(asm.R1, 0).WithSymbol(miss))
+				} else {
+					in = append(in, asm.Ja.Label(next).WithSymbol(miss))
+				}
+				continue
+			}
 			in = append(in,
 				asm.StoreImm(asm.RFP, stKey, keyFixedBits+128, asm.Word), // full-length key
 				asm.StoreImm(asm.RFP, stKey+12, int64(k.kind), asm.Half))
@@ -217,7 +251,7 @@ const (
 // sockOpsProgram builds the BPF_PROG_TYPE_SOCK_OPS program: at active and passive
 // establishment it finds the socket's policy and sets each option with bpf_setsockopt,
 // counting successes and failures (with the errno) per option.
-func sockOpsProgram(policy, counters *ebpf.Map, chain []uint64) asm.Instructions {
+func sockOpsProgram(policy, counters *ebpf.Map, chain []chainLink) asm.Instructions {
 	in := asm.Instructions{
 		asm.Mov.Reg(rCtx, asm.R1),
 		asm.Mov.Imm(rFlags, 0),
@@ -306,7 +340,7 @@ const (
 // TCP on purpose: the kernel copies these options of the MPTCP socket to its TCP subflows,
 // so rewriting the MPTCP socket's call is what gives the subflows the policy. Everything else
 // passes unchanged. The program always allows the call (returns 1).
-func setsockoptProgram(policy, counters *ebpf.Map, chain []uint64) asm.Instructions {
+func setsockoptProgram(policy, counters *ebpf.Map, chain []chainLink) asm.Instructions {
 	in := asm.Instructions{
 		asm.Mov.Reg(rCtx, asm.R1),
 		asm.Mov.Imm(rFlags, 0),
