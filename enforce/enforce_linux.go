@@ -84,6 +84,16 @@ func Probe() error {
 	return nil
 }
 
+// inContainer reports the usual marks of a container runtime (Docker, Podman).
+func inContainer() bool {
+	for _, p := range []string{"/.dockerenv", "/run/.containerenv"} {
+		if _, err := os.Stat(p); err == nil {
+			return true
+		}
+	}
+	return false
+}
+
 func kernelRelease() string {
 	var u unix.Utsname
 	if err := unix.Uname(&u); err != nil {
@@ -134,6 +144,9 @@ func Open(opt Options) (*Host, error) {
 				return nil, fmt.Errorf("%w; mounting one failed: %v", ErrNoBPFFS, merr)
 			}
 			h.notes = append(h.notes, "no BPF filesystem was mounted: mounted one at "+m+" (pins live there until reboot)")
+			if inContainer() {
+				h.notes = append(h.notes, "this looks like a container: a bpffs mounted here is private to it and the attachments' pins go with it; bind-mount the host's /sys/fs/bpf to share them with the host")
+			}
 			h.pinDir = filepath.Join(m, "keepalive")
 		} else if err != nil {
 			return nil, err
