@@ -173,11 +173,24 @@ func Open(opt Options) (*Host, error) {
 	if err := Probe(); err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(h.pinDir, 0o700); err != nil {
-		return nil, fmt.Errorf("create pin directory: %w", err)
-	}
-	if err := h.lockDir(unix.LOCK_EX); err != nil {
-		return nil, err
+	// The last Detach removes the directory (under the lock): lock, then make sure the
+	// directory locked is still the one in place.
+	for try := 0; ; try++ {
+		if err := os.MkdirAll(h.pinDir, 0o700); err != nil {
+			return nil, fmt.Errorf("create pin directory: %w", err)
+		}
+		if err := h.lockDir(unix.LOCK_EX); err != nil {
+			return nil, err
+		}
+		var a, b unix.Stat_t
+		if unix.Fstat(int(h.lock.Fd()), &a) == nil && unix.Stat(h.pinDir, &b) == nil && a.Ino == b.Ino {
+			break
+		}
+		h.lock.Close()
+		h.lock = nil
+		if try == 3 {
+			return nil, fmt.Errorf("pin directory %s keeps changing under us", h.pinDir)
+		}
 	}
 	for _, s := range mapSpecs() {
 		m, err := ebpf.NewMapWithOptions(s, ebpf.MapOptions{PinPath: h.pinDir})
@@ -539,7 +552,20 @@ func (h *Host) Detach(cgroupPath string, match *Match, owner string, force bool)
 	}
 	h.meta.Delete(id)
 	h.counters.Delete(id)
+	if len(metas) == 0 {
+		h.tidy()
+	}
 	return nil
+}
+
+// tidy removes the map pins and the pin directory once nothing is attached, so a host where
+// every policy was detached keeps nothing in its BPF filesystem. The open handles stay
+// usable (the maps live until closed).
+func (h *Host) tidy() {
+	for _, s := range mapSpecs() {
+		os.Remove(filepath.Join(h.pinDir, s.Name))
+	}
+	os.Remove(h.pinDir) // only when empty
 }
 
 // find locates an attachment by cgroup path (relative, absolute) even when the cgroup is gone.
