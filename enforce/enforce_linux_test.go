@@ -555,6 +555,20 @@ func freePort(t *testing.T) uint16 {
 	return uint16(ln.Addr().(*net.TCPAddr).Port)
 }
 
+// freeAbove returns a port above p that is free on addr.
+func freeAbove(t *testing.T, addr string, p uint16) uint16 {
+	t.Helper()
+	for q := p + 1; q > p && q < p+200; q++ {
+		ln, err := net.Listen("tcp", net.JoinHostPort(addr, strconv.Itoa(int(q))))
+		if err == nil {
+			ln.Close()
+			return q
+		}
+	}
+	t.Fatalf("no free port above %d on %s", p, addr)
+	return 0
+}
+
 func port(t *testing.T, addr string) uint16 {
 	t.Helper()
 	ap, err := netip.ParseAddrPort(addr)
@@ -600,8 +614,8 @@ func TestPortAndPrefixRules(t *testing.T) {
 	// Distinct ports (bind to port 0 on different addresses may hand out the same number).
 	a1, acc1 := server(t, "127.0.0.1:0")
 	p1 := port(t, a1)
-	a2, acc2 := server(t, fmt.Sprintf("127.0.0.2:%d", p1+1))
-	a6, acc6 := server(t, fmt.Sprintf("[::1]:%d", p1+2))
+	a2, acc2 := server(t, fmt.Sprintf("127.0.0.2:%d", freeAbove(t, "127.0.0.2", p1)))
+	a6, acc6 := server(t, fmt.Sprintf("[::1]:%d", freeAbove(t, "::1", port(t, a2))))
 	lport := freePort(t)
 	attach(t, h, cg, Match{}, policyA)
 	attach(t, h, cg, Match{RemotePort: port(t, a1)}, policyB)
