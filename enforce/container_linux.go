@@ -125,3 +125,68 @@ func containerIDIn(cgroups, prefix string) string {
 	}
 	return ""
 }
+
+// IsPodUID reports whether s looks like a Kubernetes pod UID (a UUID).
+func IsPodUID(s string) bool {
+	if len(s) != 36 {
+		return false
+	}
+	for i, c := range s {
+		if i == 8 || i == 13 || i == 18 || i == 23 {
+			if c != '-' {
+				return false
+			}
+			continue
+		}
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// PodCgroup finds the cgroup2 directory of a Kubernetes pod by its UID: the kubelet names it
+// pod<UID> (cgroupfs driver) or kubepods-<qos>-pod<UID with _ for ->.slice (systemd driver);
+// it holds every container of the pod. The search goes at most 6 levels below the mount.
+func PodCgroup(uid string) (string, error) {
+	uid = strings.ToLower(strings.TrimSpace(uid))
+	if !IsPodUID(uid) {
+		return "", fmt.Errorf("%q is not a pod UID", uid)
+	}
+	mount, err := Cgroup2Mount()
+	if err != nil {
+		return "", err
+	}
+	names := []string{"pod" + uid, "pod" + strings.ReplaceAll(uid, "-", "_")}
+	var found []string
+	var walk func(dir string, depth int)
+	walk = func(dir string, depth int) {
+		ents, err := os.ReadDir(dir)
+		if err != nil {
+			return
+		}
+		for _, e := range ents {
+			if !e.IsDir() {
+				continue
+			}
+			p := filepath.Join(dir, e.Name())
+			n := strings.TrimSuffix(e.Name(), ".slice")
+			if slices.ContainsFunc(names, func(s string) bool { return n == s || strings.HasSuffix(n, "-"+s) }) {
+				found = append(found, p)
+				continue
+			}
+			if depth < 6 {
+				walk(p, depth+1)
+			}
+		}
+	}
+	walk(mount, 1)
+	switch len(found) {
+	case 0:
+		return "", fmt.Errorf("no cgroup v2 directory for pod %s under %s (is the pod on this node, and does the kubelet use cgroup v2?)", uid, mount)
+	case 1:
+		rel, _ := filepath.Rel(mount, found[0])
+		return "/" + rel, nil
+	}
+	return "", fmt.Errorf("pod %s matches %d cgroup directories: %v", uid, len(found), found)
+}

@@ -831,3 +831,26 @@ func TestKernelRefusalCounted(t *testing.T) {
 		t.Errorf("counters: %+v", c)
 	}
 }
+
+// TestPodCgroup: a pod UID resolves to the kubelet's directory for it (systemd-driver name).
+func TestPodCgroup(t *testing.T) {
+	need(t)
+	top := testCgroup(t, "")
+	mnt, _ := Cgroup2Mount()
+	uid := "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"
+	qos := filepath.Join(top, "kubepods-burstable.slice")
+	pod := filepath.Join(qos, "kubepods-burstable-pod"+strings.ReplaceAll(uid, "-", "_")+".slice")
+	for _, d := range []string{qos, pod} {
+		if err := os.Mkdir(filepath.Join(mnt, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { os.Remove(filepath.Join(mnt, d)) })
+	}
+	got, err := PodCgroup(uid)
+	if err != nil || got != pod {
+		t.Errorf("PodCgroup = %q, %v; want %q", got, err, pod)
+	}
+	if _, err := PodCgroup("00000000-0000-0000-0000-000000000000"); err == nil {
+		t.Error("an unknown pod resolved")
+	}
+}

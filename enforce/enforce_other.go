@@ -52,6 +52,12 @@ func (h *Host) List() ([]Attachment, error) { return nil, unsupported() }
 // IsContainerID reports whether s looks like a container id (12 to 64 hex digits).
 func IsContainerID(s string) bool { return false }
 
+// IsPodUID reports whether s looks like a Kubernetes pod UID.
+func IsPodUID(s string) bool { return false }
+
+// PodCgroup works on Linux only.
+func PodCgroup(uid string) (string, error) { return "", unsupported() }
+
 // ContainerCgroup works on Linux only.
 func ContainerCgroup(id string) (rel, note string, err error) { return "", "", unsupported() }
 

@@ -66,7 +66,7 @@ type enforceCommon struct {
 
 func (c *enforceCommon) register(cmd *cobra.Command) {
 	f := cmd.Flags()
-	f.StringVar(&c.cgroup, "cgroup", "", "cgroup v2 directory: a path relative to the cgroup2 mount, an absolute path, or a container id")
+	f.StringVar(&c.cgroup, "cgroup", "", "cgroup v2 directory: a path relative to the cgroup2 mount, an absolute path, a container id or a Kubernetes pod UID")
 	f.StringVar(&c.pinDir, "pin-dir", "", "where the programs and maps are pinned (default <bpffs>/keepalive)")
 	f.BoolVar(&c.dryRun, "dry-run", false, "show what would be done, change nothing")
 }
@@ -128,7 +128,8 @@ func (m *matchFlags) matches() ([]enforce.Match, error) {
 }
 
 // resolveEnforceCgroup turns --cgroup into a path relative to the cgroup2 mount; a container
-// id is resolved through its processes' cgroups. The note says what was done on the way.
+// id is resolved through its processes' cgroups, a pod UID through the kubelet's directory
+// names. The note says what was done on the way.
 func resolveEnforceCgroup(h *enforce.Host, arg string) (rel string, id uint64, note string, err error) {
 	if arg == "" {
 		return "", 0, "", usagef("say which cgroup: --cgroup PATH (relative to the cgroup2 mount, absolute, or a container id)")
@@ -136,6 +137,14 @@ func resolveEnforceCgroup(h *enforce.Host, arg string) (rel string, id uint64, n
 	rel, id, err = h.ResolveCgroup(arg)
 	if err == nil {
 		return rel, id, "", nil
+	}
+	if enforce.IsPodUID(arg) {
+		prel, perr := enforce.PodCgroup(arg)
+		if perr != nil {
+			return "", 0, "", perr
+		}
+		rel, id, err = h.ResolveCgroup(prel)
+		return rel, id, "pod " + arg + " is cgroup " + prel, err
 	}
 	if enforce.IsContainerID(arg) {
 		crel, cnote, cerr := enforce.ContainerCgroup(arg)
