@@ -166,6 +166,12 @@ func Open(opt Options) (*Host, error) {
 				h.Close()
 				return nil, fmt.Errorf("open pinned map %s: %w", filepath.Join(h.pinDir, s.Name), err)
 			}
+			if m.Type() != s.Type || m.KeySize() != s.KeySize || m.ValueSize() != s.ValueSize {
+				m.Close()
+				h.Close()
+				return nil, fmt.Errorf("pinned map %s has another layout (%s, key %d, value %d bytes; this version uses %s, %d, %d): made by an incompatible keepalive version",
+					filepath.Join(h.pinDir, s.Name), m.Type(), m.KeySize(), m.ValueSize(), s.Type, s.KeySize, s.ValueSize)
+			}
 			h.setMap(s.Name, m)
 		}
 		return h, nil
