@@ -93,6 +93,7 @@ type run struct {
 	helperErr *strings.Builder
 	conn      *net.TCPConn
 	stop      func()
+	undoDial  func() // a dialWrapper detector's (enforce)
 }
 
 // Run builds the topology for o, runs the scenario with the detector and measures it, then
@@ -386,13 +387,21 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 
 func (r *run) dial(ctx context.Context) error {
 	return inNS(r.client, func() error {
-		d := net.Dialer{KeepAlive: -1, Timeout: 10 * time.Second}
-		c, err := d.DialContext(ctx, "tcp", r.serverAddr())
-		if err != nil {
-			return fmt.Errorf("lab: client connect to %s: %w", r.serverAddr(), err)
+		dial := func() error {
+			d := net.Dialer{KeepAlive: -1, Timeout: 10 * time.Second}
+			c, err := d.DialContext(ctx, "tcp", r.serverAddr())
+			if err != nil {
+				return fmt.Errorf("lab: client connect to %s: %w", r.serverAddr(), err)
+			}
+			r.conn = c.(*net.TCPConn)
+			return nil
 		}
-		r.conn = c.(*net.TCPConn)
-		return nil
+		if w, ok := r.o.Detector.(dialWrapper); ok {
+			var err error
+			r.undoDial, err = w.wrapDial(ctx, r.o, dial)
+			return err
+		}
+		return dial()
 	})
 }
 
@@ -712,6 +721,9 @@ func (r *run) teardown() error {
 	var errs []error
 	if r.stop != nil {
 		r.stop()
+	}
+	if r.undoDial != nil {
+		r.undoDial()
 	}
 	if r.conn != nil {
 		_ = r.conn.SetLinger(0)

@@ -147,6 +147,7 @@ Exit codes:
 		newReapCmd(g),
 		newProbeCmd(g),
 		newHeartbeatCmd(g),
+		newEnforceCmd(g),
 	)
 	return root
 }

@@ -1,0 +1,212 @@
+//go:build linux
+
+package enforce
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// mountPoints returns the mount points of filesystems of type fstype, in mountinfo order.
+func mountPoints(fstype string) ([]string, error) {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return nil, fmt.Errorf("read mount table: %w", err)
+	}
+	defer f.Close()
+	var out []string
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 0, 64*1024), 1<<20)
+	for sc.Scan() {
+		// 40 30 0:37 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw
+		fields := strings.Fields(sc.Text())
+		sep := -1
+		for i, f := range fields {
+			if f == "-" {
+				sep = i
+				break
+			}
+		}
+		if sep < 5 || sep+1 >= len(fields) {
+			continue
+		}
+		if fields[sep+1] == fstype && fields[3] == "/" {
+			out = append(out, unescapeMount(fields[4]))
+		}
+	}
+	return out, sc.Err()
+}
+
+// unescapeMount undoes mountinfo's octal escapes (\040 for a space).
+func unescapeMount(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			if v, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(v))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+// Cgroup2Mount returns where the cgroup v2 hierarchy is mounted (on a hybrid host
+// /sys/fs/cgroup/unified, on a unified one /sys/fs/cgroup), found in /proc/self/mountinfo.
+func Cgroup2Mount() (string, error) {
+	mps, err := mountPoints("cgroup2")
+	if err != nil {
+		return "", err
+	}
+	if len(mps) == 0 {
+		return "", ErrNoCgroup2
+	}
+	return mps[0], nil
+}
+
+// cgroup is a resolved cgroup2 directory.
+type cgroup struct {
+	Rel   string // "/a/b", "/" for the root
+	Abs   string
+	ID    uint64
+	Level int
+}
+
+// resolveCgroup turns a path relative to the cgroup2 mount, or an absolute path under it,
+// into a cgroup.
+func resolveCgroup(mount, p string) (cgroup, error) {
+	if strings.TrimSpace(p) == "" {
+		return cgroup{}, fmt.Errorf("empty cgroup path")
+	}
+	var rel string
+	if filepath.IsAbs(p) {
+		clean := filepath.Clean(p)
+		r, err := filepath.Rel(mount, clean)
+		if err == nil && !strings.HasPrefix(r, "..") {
+			rel = "/" + r
+		} else {
+			// "/system.slice/x" written relative to the mount with a leading slash.
+			if _, err := os.Stat(filepath.Join(mount, clean)); err != nil {
+				return cgroup{}, fmt.Errorf("cgroup %q: no such cgroup (neither a path under the cgroup2 mount %s nor %s)", p, mount, filepath.Join(mount, clean))
+			}
+			rel = clean
+		}
+	} else {
+		rel = "/" + p
+	}
+	rel = filepath.Clean(rel)
+	if rel == "/." {
+		rel = "/"
+	}
+	if strings.Contains(rel, "..") {
+		return cgroup{}, fmt.Errorf("cgroup %q leaves the cgroup2 hierarchy", p)
+	}
+	abs := filepath.Join(mount, rel)
+	var st unix.Stat_t
+	if err := unix.Stat(abs, &st); err != nil {
+		return cgroup{}, fmt.Errorf("cgroup %s (%s): %w", rel, abs, err)
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFDIR {
+		return cgroup{}, fmt.Errorf("cgroup %s (%s) is not a directory", rel, abs)
+	}
+	if _, err := os.Stat(filepath.Join(abs, "cgroup.procs")); err != nil {
+		return cgroup{}, fmt.Errorf("%s is not a cgroup v2 directory (no cgroup.procs)", abs)
+	}
+	level := 0
+	if rel != "/" {
+		level = strings.Count(rel, "/")
+	}
+	if level >= maxDepth {
+		return cgroup{}, fmt.Errorf("cgroup %s is %d levels deep; the programs look at levels 0..%d", rel, level, maxDepth-1)
+	}
+	// On 64-bit kernels a cgroup's id is its kernfs inode number.
+	return cgroup{Rel: rel, Abs: abs, ID: st.Ino, Level: level}, nil
+}
+
+// cgroupID returns the id of the cgroup directory abs, 0 when it does not exist.
+func cgroupID(abs string) uint64 {
+	var st unix.Stat_t
+	if err := unix.Stat(abs, &st); err != nil {
+		return 0
+	}
+	return st.Ino
+}
+
+// BPFFSMount returns the mount point of the host's BPF filesystem (preferring /sys/fs/bpf),
+// or ErrNoBPFFS.
+func BPFFSMount() (string, error) {
+	mps, err := mountPoints("bpf")
+	if err != nil {
+		return "", err
+	}
+	for _, m := range mps {
+		if m == "/sys/fs/bpf" {
+			return m, nil
+		}
+	}
+	if len(mps) == 0 {
+		return "", ErrNoBPFFS
+	}
+	return mps[0], nil
+}
+
+// mountBPFFS mounts a BPF filesystem at /sys/fs/bpf.
+func mountBPFFS() (string, error) {
+	const dir = "/sys/fs/bpf"
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", fmt.Errorf("mount bpffs: %w", err)
+	}
+	if err := unix.Mount("bpf", dir, "bpf", 0, "mode=0700"); err != nil {
+		return "", fmt.Errorf("mount bpffs at %s: %w (needs CAP_SYS_ADMIN)", dir, err)
+	}
+	return dir, nil
+}
+
+// CgroupProcs returns the PIDs in the cgroup directory abs and every cgroup below it.
+func cgroupProcs(abs string) ([]int, error) {
+	var pids []int
+	err := filepath.WalkDir(abs, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if !d.IsDir() {
+			return nil
+		}
+		b, err := os.ReadFile(filepath.Join(p, "cgroup.procs"))
+		if err != nil {
+			return nil // removed meanwhile
+		}
+		for _, f := range strings.Fields(string(b)) {
+			if pid, err := strconv.Atoi(f); err == nil {
+				pids = append(pids, pid)
+			}
+		}
+		return nil
+	})
+	return pids, err
+}
+
+// procCgroup2 returns the cgroup2 path ("0::" line) of a process.
+func procCgroup2(pid int) (string, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
+	if err != nil {
+		return "", err
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if p, ok := strings.CutPrefix(l, "0::"); ok {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("pid %d has no cgroup v2 membership", pid)
+}
