@@ -35,6 +35,10 @@ type probeRow struct {
 	Owners []host.Owner `json:"owners,omitempty"`
 	// Reaped is "destroyed", "would destroy" or the error when --reap acted on the row.
 	Reaped string `json:"reaped,omitempty"`
+	// Risk and KeepaliveVerdict say how the connection's own keepalive would fare against a dead
+	// peer (host.Assess with the namespace's defaults): what probing found out sooner.
+	Risk             host.RiskKind `json:"risk,omitempty"`
+	KeepaliveVerdict string        `json:"keepalive_verdict,omitempty"`
 }
 
 // probeSummary counts verdicts.
@@ -256,6 +260,10 @@ func runProbe(ctx context.Context, g *globalOptions, o *probeOptions) error {
 		emit := func(r probe.Result) {
 			s := bySock[r.Flow]
 			row := probeRow{Result: r, NetNS: ns, Owners: s.Owners}
+			if s.Cookie != 0 || s.Local.IsValid() {
+				as := host.Assess(s, host.AssessOptions{})
+				row.Risk, row.KeepaliveVerdict = as.Risk, as.Verdict
+			}
 			rows = append(rows, row)
 			if !g.JSON {
 				fmt.Fprintln(g.Stdout, probeFormatRow(row))
