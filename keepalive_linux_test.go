@@ -45,22 +45,7 @@ func rawGet(t *testing.T, c syscall.Conn) (on, idle, intvl, cnt, utMS int) {
 
 func loopbackPair(t *testing.T, network, addr string) (*net.TCPConn, *net.TCPConn) {
 	t.Helper()
-	ln, err := net.Listen(network, addr)
-	if err != nil {
-		t.Fatalf("listen %s %s: %v", network, addr, err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	d := net.Dialer{KeepAlive: -1}
-	c, err := d.Dial(network, ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close(); s.Close() })
-	return c.(*net.TCPConn), s.(*net.TCPConn)
+	return nstest.Loopback(t, network, addr)
 }
 
 func TestApplyGetRoundTrip(t *testing.T) {
