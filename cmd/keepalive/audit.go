@@ -147,7 +147,7 @@ type auditJudge struct {
 	opts  host.AssessOptions
 	cache map[auditVerdictKey]*host.Assessment
 	// sysctls caches each namespace's sysctls.
-	sysctls map[string]keepalive.Sysctl
+	sysctls map[string]host.Sysctl
 	// containers caches the container of each owning process (nil: none).
 	containers map[int]*host.Container
 	// sysctlErrs names the namespaces whose sysctls could not be read (Linux defaults assumed).
@@ -196,13 +196,13 @@ func (j *auditJudge) sysctlNote() string {
 	return fmt.Sprintf("sysctls of network namespace %s unreadable (%v): assumed the Linux defaults 7200/75/9", strings.Join(names, ", "), first)
 }
 
-func (j *auditJudge) sysctl(netns string) keepalive.Sysctl {
+func (j *auditJudge) sysctl(netns string) host.Sysctl {
 	if s, ok := j.sysctls[netns]; ok {
 		return s
 	}
-	s, err := keepalive.ReadSysctl(netns)
+	s, err := host.ReadSysctl(netns)
 	if err != nil {
-		s = keepalive.Sysctl{NetNS: netns, Keepalive: keepalive.LinuxDefaults(), Retries2: 15}
+		s = host.Sysctl{NetNS: netns, Keepalive: keepalive.LinuxDefaults(), Retries2: 15}
 		if j.sysctlErrs == nil {
 			j.sysctlErrs = map[string]error{}
 		}
@@ -230,7 +230,7 @@ func auditSettings(s *host.Socket) auditKA {
 }
 
 // judge returns the socket's assessment, shared with every socket of the same kind.
-func (j *auditJudge) judge(s *host.Socket, ka auditKA, sys keepalive.Sysctl) *host.Assessment {
+func (j *auditJudge) judge(s *host.Socket, ka auditKA, sys host.Sysctl) *host.Assessment {
 	inflight := s.SendQ > 0 || (s.Info != nil && (s.Info.Unacked > 0 || s.Info.NotSent > 0))
 	assess := s.State == host.StateEstablished || s.State == host.StateCloseWait
 	if ka.bounded {
@@ -413,7 +413,7 @@ func auditRun(cmd *cobra.Command, g *globalOptions, o *auditOptions) error {
 		return err
 	}
 	j := &auditJudge{opts: host.AssessOptions{Middlebox: o.middlebox, DetectWithin: o.detectWithin},
-		cache: map[auditVerdictKey]*host.Assessment{}, sysctls: map[string]keepalive.Sysctl{}}
+		cache: map[auditVerdictKey]*host.Assessment{}, sysctls: map[string]host.Sysctl{}}
 	if o.env != "" {
 		e, err := keepalive.LookupEnvironment(o.env)
 		if err != nil {
