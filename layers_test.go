@@ -3,6 +3,7 @@ package keepalive_test
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"os/exec"
 	"path/filepath"
 	"runtime"
@@ -13,18 +14,19 @@ import (
 const module = "github.com/keepalive-dev/keepalive"
 
 // layers gives each package of the module its layer (ARCHITECTURE.md): a package imports only
-// packages of its own layer or below. internal/ packages are helpers: they import only the
-// model and each other, and anyone may import them.
+// packages of its own layer or below. internal/ packages not listed are helpers for every
+// layer: they import only the root package and each other.
 var layers = map[string]int{
-	"":              0, // the model and per-socket options
-	"host":          1, // mechanisms
-	"heartbeat":     1,
-	"probe":         1,
-	"enforce":       1,
-	"nattimeout":    1,
-	"lab":           2, // compositions of mechanisms
-	"agent":         2,
-	"cmd/keepalive": 3, // the command
+	"":                0, // the model and per-socket options
+	"host":            1, // mechanisms
+	"heartbeat":       1,
+	"probe":           1,
+	"enforce":         1,
+	"nattimeout":      1,
+	"lab":             2, // compositions of mechanisms
+	"agent":           2,
+	"cmd/keepalive":   3, // the command
+	"internal/report": 3, // the command's rendering
 }
 
 // TestLayers reads `go list -deps` for every package of the module and fails when one imports
@@ -33,15 +35,18 @@ func TestLayers(t *testing.T) {
 	gobin := filepath.Join(runtime.GOROOT(), "bin", "go")
 	out, err := exec.Command(gobin, "list", "-f", `{{.ImportPath}}{{range .Deps}} {{.}}{{end}}`, module+"/...").Output()
 	if err != nil {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			t.Fatalf("go list: %v\n%s", err, ee.Stderr)
+		}
 		t.Fatalf("go list: %v", err)
 	}
 	layerOf := func(pkg string) (int, bool) {
 		rel := strings.TrimPrefix(strings.TrimPrefix(pkg, module), "/")
-		if strings.HasPrefix(rel, "internal/") {
-			return 0, true
+		if l, ok := layers[rel]; ok {
+			return l, true
 		}
-		l, ok := layers[rel]
-		return l, ok
+		return 0, strings.HasPrefix(rel, "internal/")
 	}
 	sc := bufio.NewScanner(bytes.NewReader(out))
 	sc.Buffer(nil, 1<<20)
@@ -58,7 +63,8 @@ func TestLayers(t *testing.T) {
 			t.Errorf("package %s has no layer: add it to the table in layers_test.go and to ARCHITECTURE.md", pkg)
 			continue
 		}
-		internal := strings.HasPrefix(pkg, module+"/internal/")
+		_, listed := layers[strings.TrimPrefix(pkg, module+"/")]
+		helper := strings.HasPrefix(pkg, module+"/internal/") && !listed
 		for _, d := range deps {
 			if d != module && !strings.HasPrefix(d, module+"/") {
 				continue
@@ -67,7 +73,7 @@ func TestLayers(t *testing.T) {
 			if !ok {
 				continue // reported as a package of its own
 			}
-			if internal && !strings.HasPrefix(d, module+"/internal/") && d != module {
+			if helper && !strings.HasPrefix(d, module+"/internal/") && d != module {
 				t.Errorf("%s (a helper) imports %s: internal packages import only the root package and each other", pkg, d)
 				continue
 			}

@@ -250,8 +250,13 @@ type auditJSON struct {
 		Connections int            `json:"connections"`
 		AtRisk      int            `json:"at_risk"`
 		ByRisk      map[string]int `json:"by_risk"`
-		ByProcess   []auditProc    `json:"by_process"`
-		Text        string         `json:"text"`
+		ByProcess   []struct {
+			PID         int    `json:"pid"`
+			Comm        string `json:"comm"`
+			Connections int    `json:"connections"`
+			AtRisk      int    `json:"at_risk"`
+		} `json:"by_process"`
+		Text string `json:"text"`
 	} `json:"summary"`
 }
 

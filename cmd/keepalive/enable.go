@@ -10,6 +10,7 @@ import (
 
 	"github.com/keepalive-dev/keepalive"
 	"github.com/keepalive-dev/keepalive/host"
+	"github.com/keepalive-dev/keepalive/internal/report"
 	"github.com/spf13/cobra"
 )
 
@@ -292,7 +293,7 @@ func enableSettingsText(s *enableSettingsJSON) string {
 	}
 	st := keepalive.Settings{Enabled: s.Enabled, Config: keepalive.Config{Idle: time.Duration(s.IdleMS) * time.Millisecond,
 		Interval: time.Duration(s.IntervalMS) * time.Millisecond, Count: s.Count, UserTimeout: time.Duration(s.UserTimeoutMS) * time.Millisecond}}
-	return auditKAText(auditKA{known: true, enabled: st.Enabled, cfg: st.Config})
+	return report.SettingsText(st)
 }
 
 func enablePrint(w io.Writer, rep *enableRound, watch bool) {

@@ -6,8 +6,10 @@ import (
 	"io"
 	"os"
 	"text/tabwriter"
+	"time"
 
 	"github.com/keepalive-dev/keepalive/host"
+	"github.com/keepalive-dev/keepalive/internal/report"
 	"github.com/spf13/cobra"
 )
 
@@ -102,7 +104,7 @@ func reapRun(cmd *cobra.Command, g *globalOptions, o *reapOptions) error {
 	for i := range socks {
 		s := &socks[i]
 		r := reapResultJSON{NetNS: nsText(s), Local: s.Local.String(), Peer: s.Remote.String(), State: s.State.String(),
-			Cookie: s.Cookie, Process: auditProcText(s.Owners), IdleMS: s.Idle().Milliseconds()}
+			Cookie: s.Cookie, Process: report.Owners(s.Owners), IdleMS: s.Idle().Milliseconds()}
 		if o.self.protects(s) {
 			r.Protected, r.Error = true, "carries this session (owned by an ancestor of this command; --include-self to destroy it)"
 			rep.Protected++
@@ -161,7 +163,7 @@ func reapRun(cmd *cobra.Command, g *globalOptions, o *reapOptions) error {
 			if r.NetNS != "" {
 				local = r.NetNS + " " + local
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", local, r.Peer, r.State, r.Process, auditDur(timeMS(r.IdleMS)), res)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", local, r.Peer, r.State, r.Process, report.Dur(time.Duration(r.IdleMS)*time.Millisecond), res)
 		}
 		tw.Flush()
 		if o.dryRun {
