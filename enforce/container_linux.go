@@ -190,3 +190,31 @@ func PodCgroup(uid string) (string, error) {
 	}
 	return "", fmt.Errorf("pod %s matches %d cgroup directories: %v", uid, len(found), found)
 }
+
+// ResolveTarget resolves what a user names as a cgroup: a path relative to the cgroup2 mount or
+// absolute (ResolveCgroup), a Kubernetes pod UID (PodCgroup) or a container id
+// (ContainerCgroup). It returns the path relative to the mount, the cgroup's id, and a note
+// saying how a pod or container was resolved ("" for a path).
+func (h *Host) ResolveTarget(arg string) (rel string, id uint64, note string, err error) {
+	rel, id, err = h.ResolveCgroup(arg)
+	if err == nil {
+		return rel, id, "", nil
+	}
+	if IsPodUID(arg) {
+		prel, perr := PodCgroup(arg)
+		if perr != nil {
+			return "", 0, "", perr
+		}
+		rel, id, err = h.ResolveCgroup(prel)
+		return rel, id, "pod " + arg + " is cgroup " + prel, err
+	}
+	if IsContainerID(arg) {
+		crel, cnote, cerr := ContainerCgroup(arg)
+		if cerr != nil {
+			return "", 0, "", cerr
+		}
+		rel, id, err = h.ResolveCgroup(crel)
+		return rel, id, cnote, err
+	}
+	return "", 0, "", err
+}

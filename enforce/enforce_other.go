@@ -65,3 +65,8 @@ func ContainerCgroup(id string) (rel, note string, err error) { return "", "", u
 func (h *Host) RetrofitExisting(ctx context.Context, cgroupPath string, opt ExistingOptions) ([]host.RetrofitResult, error) {
 	return nil, unsupported()
 }
+
+// ResolveTarget works on Linux only.
+func (h *Host) ResolveTarget(arg string) (rel string, id uint64, note string, err error) {
+	return "", 0, "", unsupported()
+}

@@ -3,9 +3,6 @@ package main
 import (
 	"errors"
 	"fmt"
-	"io"
-	"strconv"
-	"text/tabwriter"
 	"time"
 
 	"github.com/keepalive-dev/keepalive"
@@ -129,53 +126,6 @@ func enableConfig(settings *configFlags, env string, middlebox, detectWithin tim
 	return cfg, source, nil
 }
 
-type enableSettingsJSON struct {
-	Enabled       bool  `json:"enabled"`
-	IdleMS        int64 `json:"idle_ms"`
-	IntervalMS    int64 `json:"interval_ms"`
-	Count         int   `json:"count"`
-	UserTimeoutMS int64 `json:"user_timeout_ms"`
-}
-
-func enableSettings(s keepalive.Settings) enableSettingsJSON {
-	return enableSettingsJSON{Enabled: s.Enabled, IdleMS: s.Idle.Milliseconds(), IntervalMS: s.Interval.Milliseconds(),
-		Count: s.Count, UserTimeoutMS: s.UserTimeout.Milliseconds()}
-}
-
-type enableResultJSON struct {
-	NetNS   string              `json:"netns,omitempty"`
-	Local   string              `json:"local"`
-	Peer    string              `json:"peer"`
-	State   string              `json:"state"`
-	Cookie  uint64              `json:"cookie"`
-	PID     int                 `json:"pid,omitempty"`
-	Comm    string              `json:"comm,omitempty"`
-	FD      int                 `json:"fd,omitempty"`
-	Before  *enableSettingsJSON `json:"before,omitempty"`
-	After   *enableSettingsJSON `json:"after,omitempty"`
-	Changed bool                `json:"changed"`
-	Gone    bool                `json:"gone,omitempty"`
-	Error   string              `json:"error,omitempty"`
-	// Risk and Verdict judge the connection with its settings after the change (host.Assess,
-	// against --env/--middlebox-timeout and --detect-within).
-	Risk    host.RiskKind `json:"risk,omitempty"`
-	AtRisk  bool          `json:"at_risk,omitempty"`
-	Verdict string        `json:"verdict,omitempty"`
-}
-
-type enableRound struct {
-	Round   int                `json:"round,omitempty"`
-	DryRun  bool               `json:"dry_run"`
-	Config  enableSettingsJSON `json:"config"`
-	Source  string             `json:"source"`
-	Results []enableResultJSON `json:"results"`
-	Matched int                `json:"matched"`
-	Changed int                `json:"changed"`
-	Already int                `json:"unchanged"`
-	Gone    int                `json:"gone"`
-	Failed  int                `json:"failed"`
-}
-
 func enableRun(cmd *cobra.Command, g *globalOptions, o *enableOptions) error {
 	if !o.sel.given() && !o.all {
 		return usagef("enable changes running processes: select connections with --port, --peer, --pid, --comm, --cgroup, --container, --cookie, --state or --idle-over, or pass --all")
@@ -230,7 +180,7 @@ func enableRun(cmd *cobra.Command, g *globalOptions, o *enableOptions) error {
 			}
 		}
 		res := host.Retrofit(ctx, todo, cfg, host.RetrofitOptions{DryRun: o.dryRun})
-		rep := enableRound{DryRun: o.dryRun, Config: enableSettings(want), Source: source, Matched: len(res), Results: []enableResultJSON{}}
+		rep := report.EnableRound{DryRun: o.dryRun, Config: report.EnableSettingsOf(want), Source: source, Matched: len(res), Results: []report.EnableResult{}}
 		if o.watch > 0 {
 			rep.Round = round
 		}
@@ -238,11 +188,11 @@ func enableRun(cmd *cobra.Command, g *globalOptions, o *enableOptions) error {
 			if !o.dryRun && (r.Err == nil || errors.Is(r.Err, host.ErrGone)) {
 				handled[r.Socket.Cookie] = true
 			}
-			j := enableResultJSON{NetNS: nsText(&r.Socket), Local: r.Socket.Local.String(), Peer: r.Socket.Remote.String(),
+			j := report.EnableResult{NetNS: nsText(&r.Socket), Local: r.Socket.Local.String(), Peer: r.Socket.Remote.String(),
 				State: r.Socket.State.String(), Cookie: r.Socket.Cookie, PID: r.Owner.PID, Comm: r.Owner.Comm, FD: r.Owner.FD, Changed: r.Changed}
 			switch {
 			case r.Err == nil:
-				b, a := enableSettings(r.Before), enableSettings(r.After)
+				b, a := report.EnableSettingsOf(r.Before), report.EnableSettingsOf(r.After)
 				j.Before, j.After = &b, &a
 				s := r.Socket
 				s.Settings = &r.After
@@ -270,7 +220,7 @@ func enableRun(cmd *cobra.Command, g *globalOptions, o *enableOptions) error {
 				return err
 			}
 		} else {
-			enablePrint(g.Stdout, &rep, o.watch > 0)
+			report.EnablePrint(g.Stdout, &rep, o.watch > 0)
 		}
 		if o.watch == 0 || (o.rounds > 0 && round >= o.rounds) {
 			break
@@ -285,56 +235,4 @@ func enableRun(cmd *cobra.Command, g *globalOptions, o *enableOptions) error {
 		return fmt.Errorf("enable: some sockets could not be changed: %w", firstErr)
 	}
 	return nil
-}
-
-func enableSettingsText(s *enableSettingsJSON) string {
-	if s == nil {
-		return "-"
-	}
-	st := keepalive.Settings{Enabled: s.Enabled, Config: keepalive.Config{Idle: time.Duration(s.IdleMS) * time.Millisecond,
-		Interval: time.Duration(s.IntervalMS) * time.Millisecond, Count: s.Count, UserTimeout: time.Duration(s.UserTimeoutMS) * time.Millisecond}}
-	return report.SettingsText(st)
-}
-
-func enablePrint(w io.Writer, rep *enableRound, watch bool) {
-	if watch && len(rep.Results) == 0 {
-		return // quiet rounds stay quiet
-	}
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	if len(rep.Results) == 0 {
-		tw = tabwriter.NewWriter(io.Discard, 0, 0, 2, ' ', 0) // no empty table
-	}
-	verb := "changed"
-	if rep.DryRun {
-		verb = "would change"
-	}
-	fmt.Fprintln(tw, "LOCAL\tPEER\tPROCESS\tBEFORE\t\tAFTER\tRESULT")
-	for i := range rep.Results {
-		r := &rep.Results[i]
-		proc := "-"
-		if r.PID != 0 {
-			proc = strconv.Itoa(r.PID) + "/" + r.Comm
-		}
-		result := "unchanged"
-		switch {
-		case r.Error != "" && r.Gone:
-			result = "gone: " + r.Error
-		case r.Error != "":
-			result = "FAILED: " + r.Error
-		case r.Changed:
-			result = verb
-		}
-		local := r.Local
-		if r.NetNS != "" {
-			local = r.NetNS + " " + local
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t→\t%s\t%s\n", local, r.Peer, proc, enableSettingsText(r.Before), enableSettingsText(r.After), result)
-	}
-	tw.Flush()
-	prefix := ""
-	if rep.Round > 0 {
-		prefix = fmt.Sprintf("round %d: ", rep.Round)
-	}
-	fmt.Fprintf(w, "%s%s: %d %s, %d already set, %d gone, %d failed (settings: %s, %s)\n", prefix,
-		plural(rep.Matched, "connection"), rep.Changed, verb, rep.Already, rep.Gone, rep.Failed, enableSettingsText(&rep.Config), rep.Source)
 }

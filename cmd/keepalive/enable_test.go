@@ -4,6 +4,7 @@ package main
 
 import (
 	"encoding/json"
+	"github.com/keepalive-dev/keepalive/internal/report"
 	"os"
 	"slices"
 	"strings"
@@ -15,12 +16,12 @@ type enableJSON struct {
 	Round   int  `json:"round"`
 	DryRun  bool `json:"dry_run"`
 	Results []struct {
-		Local   string              `json:"local"`
-		PID     int                 `json:"pid"`
-		Before  *enableSettingsJSON `json:"before"`
-		After   *enableSettingsJSON `json:"after"`
-		Changed bool                `json:"changed"`
-		Error   string              `json:"error"`
+		Local   string                 `json:"local"`
+		PID     int                    `json:"pid"`
+		Before  *report.EnableSettings `json:"before"`
+		After   *report.EnableSettings `json:"after"`
+		Changed bool                   `json:"changed"`
+		Error   string                 `json:"error"`
 	} `json:"results"`
 	Matched int `json:"matched"`
 	Changed int `json:"changed"`
@@ -48,8 +49,8 @@ func TestEnableRetrofitsRunningProcess(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &dry); err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}
-	want := enableSettingsJSON{Enabled: true, IdleMS: 2000, IntervalMS: 1000, Count: 3}
-	before := enableSettingsJSON{Enabled: false, IdleMS: 7200000, IntervalMS: 75000, Count: 9}
+	want := report.EnableSettings{Enabled: true, IdleMS: 2000, IntervalMS: 1000, Count: 3}
+	before := report.EnableSettings{Enabled: false, IdleMS: 7200000, IntervalMS: 75000, Count: 9}
 	if !dry.DryRun || dry.Matched != 3 || dry.Changed != 3 {
 		t.Fatalf("dry run: %s", out)
 	}

@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"github.com/keepalive-dev/keepalive/internal/report"
 	"net"
 	"os"
 	"os/exec"
@@ -181,7 +182,7 @@ func TestEnforceCommand(t *testing.T) {
 	// A connection the cgroup already holds, for --existing.
 	held := f.pyHold(t, addr)
 	out, stderr, code = f.run(t, append([]string{"enforce", "attach", "--cgroup", f.cgroup, "--existing", "--dry-run", "--json"}, policy...)...)
-	var dry enforceAttachJSON
+	var dry report.EnforceAttach
 	if code != 0 || json.Unmarshal([]byte(out), &dry) != nil || len(dry.Existing) != 1 || !dry.Existing[0].Changed ||
 		dry.Existing[0].After == nil || dry.Existing[0].After.IdleMS != 7000 {
 		t.Fatalf("attach --existing --dry-run: exit %d: %s %s", code, out, stderr)
@@ -205,7 +206,7 @@ func TestEnforceCommand(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("list: exit %d: %s", code, stderr)
 	}
-	var l enforceListJSON
+	var l report.EnforceList
 	if err := json.Unmarshal([]byte(out), &l); err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}
@@ -285,7 +286,7 @@ func TestEnforceDockerContainer(t *testing.T) {
 		t.Fatalf("attach by container id: exit %d: %s %s", code, out2, stderr)
 	}
 	t.Cleanup(func() { f.run(t, "enforce", "detach", "--cgroup", "/docker/"+id) })
-	var rep enforceAttachJSON
+	var rep report.EnforceAttach
 	json.Unmarshal([]byte(out2), &rep)
 	if rep.Cgroup != "/docker/"+id {
 		t.Errorf("container resolved to %q, want /docker/%s", rep.Cgroup, id)
