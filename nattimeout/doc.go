@@ -1,0 +1,26 @@
+// Package nattimeout measures how long the middleboxes on a path (NATs, stateful firewalls,
+// load balancers) keep an idle TCP connection, in each direction separately, and whether they
+// count TCP keepalive probes as activity.
+//
+// The far end runs a Server; the near end calls Measure. Measure opens test connections
+// through the path, lets them idle for chosen durations and then checks whether one small
+// message still passes: client→server (the client writes after the idle time) and
+// server→client (the client asks the server, over a separate control connection that is kept
+// busy, to write on the idle test connection). A check that fails tells how the middlebox
+// forgot the flow: silently (the message vanishes), with an RST, or by closing the
+// connection itself (FIN).
+//
+// The search is adaptive (see Searcher): test connections opened at the start are checked
+// at the rungs of a geometric ladder up to the maximum, while more connections, opened at
+// staggered times and reset by every passing check, stand at intermediate idle ages; when a
+// rung fails, every connection whose age lies inside the bracket is checked at once, and the
+// bracket is bisected by waiting for the next connection to age into its middle. Its wall time
+// is close to the timeout itself instead of a fixed schedule.
+//
+// The result feeds keepalive.Recommend when the path counts keepalive probes as activity;
+// when it does not, only application heartbeats keep the flow (see HeartbeatAdvice).
+//
+// The wire protocol uses fixed 32-byte frames (see Frame); every reply is no larger than
+// the request that caused it, and the server enforces a token, per-client and total
+// connection caps and an idle cap.
+package nattimeout
