@@ -99,6 +99,8 @@ type DirectionResult struct {
 	Estimate
 	// Wall is how long this direction's search took.
 	Wall time.Duration `json:"wall"`
+	// History lists every check.
+	History []Check `json:"history"`
 }
 
 // KeepaliveResult is the outcome of the keepalive pass.
@@ -642,9 +644,9 @@ func (c *client) search(ctx context.Context, d Direction, s *Searcher, mu *sync.
 		}
 	}
 	mu.Lock()
-	e := s.Estimate()
+	e, h := s.Estimate(), s.History()
 	mu.Unlock()
-	return DirectionResult{Direction: d, Estimate: e, Wall: c.now() - start}, nil
+	return DirectionResult{Direction: d, Estimate: e, Wall: c.now() - start, History: h}, nil
 }
 
 // check tests whether a message still passes on t after its idle time, in direction d.

@@ -93,6 +93,14 @@ const (
 	stGone
 )
 
+// Check is one observation: after Idle the connection passed (OK) or was lost.
+type Check struct {
+	Idle    time.Duration `json:"idle"`
+	Outcome Outcome       `json:"outcome"`
+	// Unasked: the path ended the connection by itself (not at a check).
+	Unasked bool `json:"unasked,omitempty"`
+}
+
 type sconn struct {
 	id       int
 	state    connState
@@ -161,6 +169,7 @@ type Searcher struct {
 	// confirmed: a second failure (or a contradiction) backs the upper bound, so that a
 	// single early loss on a flaky path is not taken for the timeout.
 	confirmed bool
+	history   []Check
 	ratio     float64
 }
 
@@ -355,15 +364,16 @@ func (s *Searcher) refine(now time.Duration, soon func(time.Duration)) []Action 
 	return acts
 }
 
-// confirm checks the youngest connection idle at least Upper once more: it must fail too.
+// confirm checks the youngest connection idle at least Upper (plus a quarter of the
+// resolution, beyond timer noise) once more: it must fail too.
 func (s *Searcher) confirm(now time.Duration, soon func(time.Duration)) []Action {
 	var best *sconn
 	for _, c := range s.conns {
 		if c.state != stIdle {
 			continue
 		}
-		if now-c.resetAt < s.upper {
-			soon(c.resetAt + s.upper)
+		if a := s.upper + s.cfg.Resolution/4; now-c.resetAt < a {
+			soon(c.resetAt + a)
 			continue
 		}
 		if best == nil || c.resetAt > best.resetAt {
@@ -404,6 +414,7 @@ func (s *Searcher) Checked(id int, at, idle time.Duration, o Outcome) {
 	if c == nil || c.state == stGone {
 		return
 	}
+	s.history = append(s.history, Check{Idle: idle, Outcome: o})
 	if o == OK {
 		c.state, c.resetAt = stIdle, at
 		s.pass(idle)
@@ -421,14 +432,22 @@ func (s *Searcher) Died(id int, idle time.Duration, o Outcome) {
 		return
 	}
 	c.state = stGone
+	s.history = append(s.history, Check{Idle: idle, Outcome: o, Unasked: true})
 	s.fail(idle, o)
 }
+
+// History returns every observation in the order reported.
+func (s *Searcher) History() []Check { return append([]Check(nil), s.history...) }
 
 func (s *Searcher) pass(idle time.Duration) {
 	s.passes = append(s.passes, idle)
 	if s.upper > 0 && idle >= s.upper {
-		s.flaps++ // survived longer than a failed check: keep the shorter, failed one
-		s.confirmed = true
+		// Survived longer than a failed check: keep the shorter, failed one. Within a
+		// quarter of the resolution it is the noise of timers, not a flapping path.
+		if idle >= s.upper+s.cfg.Resolution/4 {
+			s.flaps++
+			s.confirmed = true
+		}
 		return
 	}
 	if idle > s.lower {
