@@ -111,6 +111,7 @@ Exit codes:
 		newReapCmd(g),
 		newProbeCmd(g),
 		newHeartbeatCmd(g),
+		newNATTimeoutCmd(g),
 	)
 	return root
 }
