@@ -25,7 +25,8 @@ const (
 type Options struct {
 	// Token is the server's shared token.
 	Token string
-	// Max is the longest idle time tested (default 2h).
+	// Max is the longest idle time tested (default 2h; the server's idle cap must exceed
+	// 1.25 × Max + Resolution + 1 min).
 	Max time.Duration
 	// Resolution is the result's error bound (default 1s).
 	Resolution time.Duration
@@ -203,9 +204,11 @@ func Measure(ctx context.Context, address string, o Options) (Result, error) {
 	}
 	defer c.ctrl.Close()
 	res.ServerMaxIdle, res.Grace = maxIdle, c.grace
-	if o.Max+o.Max/4+time.Minute > maxIdle {
+	// The search closes connections idle past Max + Max/20 + Resolution; the keepalive pass
+	// waits up to 1.25 × the timeout found (≤ Max) plus a check.
+	if need := o.Max + o.Max/4 + o.Resolution + time.Minute; need > maxIdle {
 		return res, fmt.Errorf("--max %s is too long for this server: it closes connections idle for %s (allowed up to %s)",
-			o.Max, maxIdle, ((maxIdle - time.Minute) * 4 / 5).Truncate(time.Second))
+			o.Max, maxIdle, ((maxIdle - time.Minute - o.Resolution) * 4 / 5).Truncate(time.Second))
 	}
 	go c.pinger(ctx)
 

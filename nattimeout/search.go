@@ -274,13 +274,16 @@ func (s *Searcher) Next(now time.Duration) (acts []Action, wake time.Duration) {
 	if s.nextComb < len(s.combAt) {
 		soon(s.combAt[s.nextComb])
 	}
-	// Connections older than a failed check are of no use: close them.
+	// Connections well past a failed check, or past Max, are of no use: close them (the
+	// server's idle cap must never be what ends one).
+	tooOld := s.cfg.Max + s.cfg.Max/20 + res
 	if s.upper > 0 {
-		for _, c := range s.conns {
-			if c.state == stIdle && now-c.resetAt >= 2*s.upper+res {
-				c.state = stGone
-				acts = append(acts, Action{Kind: ActClose, Conn: c.id})
-			}
+		tooOld = min(tooOld, 2*s.upper+res)
+	}
+	for _, c := range s.conns {
+		if c.state == stIdle && now-c.resetAt >= tooOld {
+			c.state = stGone
+			acts = append(acts, Action{Kind: ActClose, Conn: c.id})
 		}
 	}
 	// Replacements for closed connections, one per half resolution (staggered too).

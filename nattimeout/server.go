@@ -35,7 +35,7 @@ type ServerConfig struct {
 const (
 	DefaultMaxPerClient = 64
 	DefaultMaxTotal     = 1024
-	DefaultMaxIdle      = 150 * time.Minute
+	DefaultMaxIdle      = 160 * time.Minute // room for Measure's default 2h (see Options.Max)
 	DefaultHelloTimeout = 5 * time.Second
 	// controlIdle closes a control connection that sent nothing for this long (clients send
 	// a ping every second).
