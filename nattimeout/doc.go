@@ -20,7 +20,8 @@
 // The result feeds keepalive.Recommend when the path counts keepalive probes as activity;
 // when it does not, only application heartbeats keep the flow (see HeartbeatAdvice).
 //
-// The wire protocol uses fixed 32-byte frames (see Frame); every reply is no larger than
-// the request that caused it, and the server enforces a token, per-client and total
-// connection caps and an idle cap.
+// The wire protocol uses fixed 32-byte frames (see Frame). The server sends only to
+// clients that presented the token, at most two frames per frame received (a trigger yields
+// the ping it asks for and its result, with at most one outstanding per connection), and
+// enforces per-client and total connection caps and an idle cap.
 package nattimeout

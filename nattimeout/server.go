@@ -79,8 +79,9 @@ func (c ServerConfig) withDefaults() ServerConfig {
 }
 
 // Server is the far end of a measurement. It answers pings, sends pings when a client's
-// control connection asks for them, and reports how those ended. It never sends more than
-// it received: one 32-byte frame per request.
+// control connection asks for them, and reports how those ended. Before a valid hello it
+// sends at most one error frame; after it, one frame per frame received (two for a control
+// hello: welcome and limits; two for a trigger: the ping it asks for and the result).
 type Server struct {
 	cfg    ServerConfig
 	digest [16]byte

@@ -52,8 +52,8 @@ func newNATServeCmd(g *globalOptions) *cobra.Command {
 		Short: "Be the far end of a measurement",
 		Long: `serve accepts measurement connections until interrupted (then it closes them all and
 exits with 130). It is reachable by strangers, so it only speaks a fixed 32-byte protocol,
-never answers with more than it received, and enforces a shared token (--token), a cap on
-concurrent connections per client address and in total, and a cap on idle time.
+sends nothing but one error frame before a valid token (--token), and caps concurrent
+connections per client address and in total, and the idle time of every connection.
 The first line printed is the listening address (useful with port 0).`,
 		Example: `  keepalive nat-timeout serve --listen :7414 --token s3cret
   keepalive nat-timeout serve --listen 127.0.0.1:0 --max-per-client 32 --max-idle 1h --json`,
