@@ -31,7 +31,7 @@ type Options struct {
 	// Resolution is the result's error bound (default 1s).
 	Resolution time.Duration
 	// MaxConns caps this client's concurrent connections to the server, control connection
-	// included (default 64); the server's per-client cap lowers it further.
+	// included (default 128: about 60 per direction, enough for the time goal up to 2 h); the server's per-client cap lowers it further.
 	MaxConns int
 	// SkipDown and SkipUp leave a direction out; SkipKeepalive the keepalive pass.
 	SkipUp, SkipDown, SkipKeepalive bool
@@ -46,7 +46,7 @@ type Options struct {
 const (
 	DefaultMax        = 2 * time.Hour
 	DefaultResolution = time.Second
-	DefaultMaxConns   = 64
+	DefaultMaxConns   = 128
 	// keepaliveConns is how many connections the keepalive pass uses.
 	keepaliveConns = 2
 	// keepaliveIdle is the TCP keepalive idle time (and interval) of the keepalive pass.

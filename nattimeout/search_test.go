@@ -1,6 +1,7 @@
 package nattimeout
 
 import (
+	"fmt"
 	"math/rand"
 	"testing"
 	"time"
@@ -210,5 +211,27 @@ func TestSearchConfigValidate(t *testing.T) {
 		if _, err := NewSearcher(c); err == nil {
 			t.Errorf("%+v accepted", c)
 		}
+	}
+}
+
+// TestSearchWallTable logs wall/T on the simulated path (silent drop, 1 s grace) for
+// several connection budgets; docs/benchmarks.md quotes it (go test -run WallTable -v).
+func TestSearchWallTable(t *testing.T) {
+	for _, n := range []int{5, 15, 30, 60} {
+		line := ""
+		for _, T := range []time.Duration{4 * time.Second, 9 * time.Second, 30 * time.Second, 2 * time.Minute,
+			10 * time.Minute, 30 * time.Minute, time.Hour, 110 * time.Minute} {
+			cfg := SearchConfig{Max: 2 * time.Hour, Resolution: time.Second, Conns: n}
+			e, wall := simulate(t, cfg, simPath{timeout: fixed(T), behaviour: Silent, rtt: 2 * time.Millisecond, grace: time.Second})
+			if !e.Expired || e.Lower >= T || e.Upper < T {
+				t.Errorf("conns %d T=%s: (%s, %s]", n, T, e.Lower, e.Upper)
+			}
+			mark := ""
+			if wall > Goal(T) {
+				mark = "*"
+			}
+			line += fmt.Sprintf(" | %.2f%s ±%.1fs", float64(wall)/float64(T), mark, (e.Upper - e.Lower).Seconds())
+		}
+		t.Logf("conns %2d%s", n, line)
 	}
 }

@@ -18,7 +18,7 @@ import (
 type ServerConfig struct {
 	// Token must match the client's (both empty: no token).
 	Token string
-	// MaxPerClient caps concurrent connections from one IP address (default 64).
+	// MaxPerClient caps concurrent connections from one IP address (default 128).
 	MaxPerClient int
 	// MaxTotal caps concurrent connections in total (default 1024).
 	MaxTotal int
@@ -33,7 +33,7 @@ type ServerConfig struct {
 
 // Server defaults.
 const (
-	DefaultMaxPerClient = 64
+	DefaultMaxPerClient = 128
 	DefaultMaxTotal     = 1024
 	DefaultMaxIdle      = 160 * time.Minute // room for Measure's default 2h (see Options.Max)
 	DefaultHelloTimeout = 5 * time.Second
