@@ -89,6 +89,8 @@ type Progress struct {
 	Elapsed time.Duration `json:"elapsed"`
 	// ETA is the estimated remaining time (0 when unknown).
 	ETA time.Duration `json:"eta"`
+	// ETAIsBound: no flow has expired yet, so ETA is the bound set by Max.
+	ETAIsBound bool `json:"eta_is_bound,omitempty"`
 	// Bounds per direction so far.
 	Up   *Estimate `json:"up,omitempty"`
 	Down *Estimate `json:"down,omitempty"`
@@ -304,6 +306,7 @@ func Measure(ctx context.Context, address string, o Options) (Result, error) {
 					p.ETA = max(p.ETA, Goal(e.Upper)-p.Elapsed)
 				} else {
 					p.ETA = max(p.ETA, o.Max*11/10-p.Elapsed)
+					p.ETAIsBound = true
 				}
 			}
 			mu.Unlock()

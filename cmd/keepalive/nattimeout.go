@@ -254,8 +254,12 @@ func fmtSec(d time.Duration) string {
 func (p *natProgress) show(pr nattimeout.Progress) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	s := fmt.Sprintf("%s %s  ETA %s  client→server %s  server→client %s", pr.Phase, pr.Elapsed.Round(time.Second),
-		pr.ETA.Round(time.Second), bracketText(pr.Up), bracketText(pr.Down))
+	eta := "ETA " + pr.ETA.Round(time.Second).String()
+	if pr.ETAIsBound {
+		eta = "ETA ≤ " + pr.ETA.Round(time.Second).String()
+	}
+	s := fmt.Sprintf("%s %s  %s  client→server %s  server→client %s", pr.Phase, pr.Elapsed.Round(time.Second),
+		eta, bracketText(pr.Up), bracketText(pr.Down))
 	if !p.terminal {
 		if time.Since(p.printed) >= 30*time.Second {
 			fmt.Fprintln(p.w, s)
