@@ -258,7 +258,13 @@ func (p *natProgress) show(pr nattimeout.Progress) {
 	if pr.ETAIsBound {
 		eta = "ETA ≤ " + pr.ETA.Round(time.Second).String()
 	}
-	s := fmt.Sprintf("%s %s  %s  client→server %s  server→client %s", pr.Phase, pr.Elapsed.Round(time.Second),
+	const width = 20
+	filled := 0
+	if total := pr.Elapsed + pr.ETA; total > 0 {
+		filled = int(int64(width) * int64(pr.Elapsed) / int64(total))
+	}
+	bar := "[" + strings.Repeat("#", filled) + strings.Repeat(".", width-filled) + "]"
+	s := fmt.Sprintf("%s %s %s  %s  client→server %s  server→client %s", bar, pr.Phase, pr.Elapsed.Round(time.Second),
 		eta, bracketText(pr.Up), bracketText(pr.Down))
 	if !p.terminal {
 		if time.Since(p.printed) >= 30*time.Second {
