@@ -10,12 +10,15 @@
 // forgot the flow: silently (the message vanishes), with an RST, or by closing the
 // connection itself (FIN).
 //
-// The search is adaptive (see Searcher): test connections opened at the start are checked
-// at the rungs of a geometric ladder up to the maximum, while more connections, opened at
-// staggered times and reset by every passing check, stand at intermediate idle ages; when a
-// rung fails, every connection whose age lies inside the bracket is checked at once, and the
-// bracket is bisected by waiting for the next connection to age into its middle. Its wall time
-// is close to the timeout itself instead of a fixed schedule.
+// The search is adaptive (see Searcher): half the test connections open at the start, the
+// others at staggered times after them; the ladder checks, each time one is old enough, the
+// youngest connection idle for a rung (a fixed ratio above the longest idle that passed), and
+// every connection that passes starts idling again, so the ladder climbs with a bounded number
+// of connections and leaves connections of many idle ages behind it. When a rung fails, every
+// connection whose idle age lies inside the bracket is checked at once, then the bracket is
+// bisected by checking the connection closest below its middle as soon as it gets there, and
+// a last check above the bracket confirms it. The wall time stays close to the timeout
+// itself instead of a fixed schedule.
 //
 // The result feeds keepalive.Recommend when the path counts keepalive probes as activity;
 // when it does not, only application heartbeats keep the flow (see HeartbeatAdvice).

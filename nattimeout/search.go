@@ -143,12 +143,16 @@ func (e Estimate) Timeout() time.Duration {
 // calls Next again at the latest at the wake time it returned, or as soon as a report
 // arrives.
 //
-// The plan: a few connections opened at the start are checked at the rungs of a geometric
-// ladder from Resolution up to Max; the others are opened at staggered times, and every
-// connection that passes a check restarts its idle time, so that when a rung fails at T' the
-// pool holds connections of many idle ages below T'. All of those inside the bracket are
-// checked at once; then the bracket is bisected by checking, as soon as it ages into the
-// middle, the connection whose idle age is the closest below it.
+// The plan: half the connections open at the start, the rest one per Resolution after them.
+// While nothing has failed, the youngest connection idle for at least the next rung (the
+// longest idle that passed times a ratio of 1.08 to 1.5, finer with more connections) is
+// checked; a connection that passes restarts its idle time and serves again, so the ladder
+// climbs to Max with a bounded number of connections and leaves connections of many idle
+// ages behind it. After a failure, every connection whose age lies inside the bracket is
+// checked at once; then the search waits for the connection closest below the bracket to
+// reach its middle. Once the bracket is narrower than Resolution, one more check above it
+// must fail too (a single early loss on a flaky path is not taken for the timeout).
+// Connections far older than the bracket are closed and replaced.
 type Searcher struct {
 	cfg      SearchConfig
 	rungs    []time.Duration
