@@ -88,6 +88,31 @@ type Settings struct {
 	MPTCP bool
 }
 
+// settingsJSON is Settings' JSON form: Config's keys plus "enabled" and "mptcp" (without it
+// the embedded Config's MarshalJSON would take over and drop them).
+type settingsJSON struct {
+	Enabled bool `json:"enabled"`
+	configJSON
+	MPTCP bool `json:"mptcp,omitempty"`
+}
+
+// MarshalJSON encodes Settings as {"enabled":true,"idle_seconds":60,...,"mptcp":false}.
+func (s Settings) MarshalJSON() ([]byte, error) {
+	c := s.Config
+	return json.Marshal(settingsJSON{s.Enabled, configJSON{c.Idle.Seconds(), c.Interval.Seconds(), c.Count, c.UserTimeout.Seconds()}, s.MPTCP})
+}
+
+// UnmarshalJSON decodes the form MarshalJSON writes.
+func (s *Settings) UnmarshalJSON(b []byte) error {
+	var j settingsJSON
+	if err := json.Unmarshal(b, &j); err != nil {
+		return err
+	}
+	sec := func(f float64) time.Duration { return time.Duration(f * float64(time.Second)) }
+	*s = Settings{Enabled: j.Enabled, MPTCP: j.MPTCP, Config: Config{Idle: sec(j.IdleSeconds), Interval: sec(j.IntervalSeconds), Count: j.Count, UserTimeout: sec(j.UserTimeoutSeconds)}}
+	return nil
+}
+
 // String renders the configuration the way the CLI prints it, e.g. "idle 60s intvl 10s cnt 5 ut 90s".
 // A zero field prints as "default" ("idle default intvl 10s cnt default"); a zero UserTimeout is
 // left out.

@@ -5,6 +5,8 @@ package enforce
 import (
 	"net/netip"
 	"testing"
+
+	"github.com/keepalive-dev/keepalive/internal/mountinfo"
 )
 
 // FuzzPolicyKey: every valid rule's LPM key decodes back to the same cgroup id and match.
@@ -55,9 +57,9 @@ func FuzzUnescapeMount(f *testing.F) {
 	f.Add(`/mnt/with\040space`)
 	f.Add(`\\\0`)
 	f.Fuzz(func(t *testing.T, s string) {
-		out := unescapeMount(s)
+		out := mountinfo.Unescape(s)
 		if len(out) > len(s) {
-			t.Fatalf("unescapeMount(%q) grew to %q", s, out)
+			t.Fatalf("Unescape(%q) grew to %q", s, out)
 		}
 	})
 }

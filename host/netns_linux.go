@@ -3,7 +3,6 @@
 package host
 
 import (
-	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
@@ -15,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/keepalive-dev/keepalive/internal/mountinfo"
 	"github.com/keepalive-dev/keepalive/internal/netnsx"
 	"golang.org/x/sys/unix"
 )
@@ -304,60 +304,41 @@ type nsfsMount struct {
 }
 
 // nsfsMounts lists the mounts of network namespaces (fstype nsfs, root "net:[INODE]") from
-// /proc/self/mountinfo.
+// /proc/thread-self/mountinfo.
 func nsfsMounts() ([]nsfsMount, error) {
-	f, err := os.Open("/proc/thread-self/mountinfo")
+	ms, err := mountinfo.Read("/proc/thread-self/mountinfo", "nsfs")
 	if err != nil {
-		return nil, fmt.Errorf("host: read mounts: %w", err)
+		return nil, fmt.Errorf("host: %w", err)
 	}
-	defer f.Close()
 	var out []nsfsMount
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		if m, ok := parseNsfsMount(sc.Text()); ok {
-			out = append(out, m)
+	for _, m := range ms {
+		if n, ok := nsfsOf(m); ok {
+			out = append(out, n)
 		}
 	}
-	return out, sc.Err()
+	return out, nil
 }
 
-// parseNsfsMount parses one mountinfo line: "ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTS
-// [OPTIONAL...] - FSTYPE SOURCE SUPEROPTS".
+// parseNsfsMount parses one mountinfo line; ok is false unless it is a network namespace's
+// nsfs mount.
 func parseNsfsMount(line string) (nsfsMount, bool) {
-	f := strings.Fields(line)
-	sep := slices.Index(f, "-")
-	if len(f) < 5 || sep < 5 || sep+1 >= len(f) || f[sep+1] != "nsfs" {
+	m, ok := mountinfo.Parse(line)
+	if !ok {
 		return nsfsMount{}, false
 	}
-	root := f[3]
-	if !strings.HasPrefix(root, "net:[") || !strings.HasSuffix(root, "]") {
+	return nsfsOf(m)
+}
+
+// nsfsOf returns the namespace inode of an nsfs mount whose root is "net:[INODE]".
+func nsfsOf(m mountinfo.Mount) (nsfsMount, bool) {
+	if m.FSType != "nsfs" || !strings.HasPrefix(m.Root, "net:[") || !strings.HasSuffix(m.Root, "]") {
 		return nsfsMount{}, false
 	}
-	ino, err := strconv.ParseUint(root[5:len(root)-1], 10, 64)
+	ino, err := strconv.ParseUint(m.Root[5:len(m.Root)-1], 10, 64)
 	if err != nil {
 		return nsfsMount{}, false
 	}
-	return nsfsMount{path: unescapeMount(f[4]), inode: ino}, true
-}
-
-// unescapeMount undoes mountinfo's octal escapes (\040 for a space).
-func unescapeMount(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			if v, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(v))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
+	return nsfsMount{path: m.Point, inode: ino}, true
 }
 
 // namespaces returns the namespaces opt asks for, and whether failing to read one of them is

@@ -3,12 +3,13 @@
 package host
 
 import (
-	"bufio"
 	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/keepalive-dev/keepalive/internal/mountinfo"
 )
 
 // procInfo is a process picked by a process selector.
@@ -58,22 +59,13 @@ func selectProcs(sel *Selector) []procInfo {
 
 // cgroupRoots lists the mount points of cgroup file systems (v2 and every v1 hierarchy).
 func cgroupRoots() []string {
-	f, err := os.Open("/proc/self/mountinfo")
+	ms, err := mountinfo.Read("/proc/self/mountinfo", "cgroup2", "cgroup")
 	if err != nil {
 		return nil
 	}
-	defer f.Close()
-	var roots []string
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		fl := strings.Fields(sc.Text())
-		sep := slices.Index(fl, "-")
-		if sep < 5 || sep+1 >= len(fl) {
-			continue
-		}
-		if t := fl[sep+1]; t == "cgroup2" || t == "cgroup" {
-			roots = append(roots, unescapeMount(fl[4]))
-		}
+	roots := make([]string, 0, len(ms))
+	for _, m := range ms {
+		roots = append(roots, m.Point)
 	}
 	// Longest first, so /sys/fs/cgroup/unified wins over /sys/fs/cgroup.
 	slices.SortFunc(roots, func(a, b string) int { return len(b) - len(a) })
