@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/keepalive-dev/keepalive/internal/report"
 	"os/exec"
 	"strings"
 	"testing"
@@ -81,11 +82,11 @@ func TestNATTimeoutLab(t *testing.T) {
 		if code != 0 {
 			t.Fatalf("exit %d: %s", code, stderr)
 		}
-		var j natJSON
+		var j report.NATJSON
 		if err := json.Unmarshal([]byte(stdout), &j); err != nil {
 			t.Fatalf("%v\n%s", err, stdout)
 		}
-		for _, d := range []*natDirJSON{j.Up, j.Down} {
+		for _, d := range []*report.NATDir{j.Up, j.Down} {
 			if d == nil || !d.Expired || d.TimeoutSeconds < 3.7 || d.TimeoutSeconds > 5 || d.ErrorSeconds > 1 || d.Behaviour != "silent" {
 				t.Errorf("direction %+v, want silent expiry after 4 s ±1 s", d)
 			}
