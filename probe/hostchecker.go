@@ -92,3 +92,45 @@ func (c hostChecker) Check(ctx context.Context, flows []Flow) ([]SockState, erro
 	}
 	return out, nil
 }
+
+// Group is the connections of one network namespace that a probe can reach.
+type Group struct {
+	// NetNS is the namespace's name or path as host.Socket.NetNS gives it ("" current).
+	NetNS string
+	// Flows are the distinct connections (normalized), in listing order; Sockets maps each
+	// to its listed socket.
+	Flows   []Flow
+	Sockets map[Flow]host.Socket
+}
+
+// Checker returns HostChecker pinned to the group's sockets.
+func (g *Group) Checker() Checker {
+	return hostChecker{ns: g.NetNS, socks: g.Sockets}
+}
+
+// GroupByNetNS keeps the ESTABLISHED sockets with both endpoints (the only ones a probe can
+// reach) and groups them by network namespace, in order of first appearance; skipped counts
+// the others.
+func GroupByNetNS(socks []host.Socket) (groups []Group, skipped int) {
+	index := map[string]int{}
+	for _, s := range socks {
+		if s.State != host.StateEstablished || !s.Local.IsValid() || !s.Remote.IsValid() {
+			skipped++
+			continue
+		}
+		i, ok := index[s.NetNS]
+		if !ok {
+			i = len(groups)
+			index[s.NetNS] = i
+			groups = append(groups, Group{NetNS: s.NetNS, Sockets: map[Flow]host.Socket{}})
+		}
+		g := &groups[i]
+		f := Flow{Local: s.Local, Remote: s.Remote}.Normalize()
+		if _, dup := g.Sockets[f]; dup {
+			continue
+		}
+		g.Sockets[f] = s
+		g.Flows = append(g.Flows, f)
+	}
+	return groups, skipped
+}

@@ -6,11 +6,10 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
-	"slices"
-	"strings"
 	"time"
 
 	"github.com/keepalive-dev/keepalive/host"
+	"github.com/keepalive-dev/keepalive/internal/report"
 	"github.com/keepalive-dev/keepalive/probe"
 	"github.com/spf13/cobra"
 )
@@ -26,31 +25,6 @@ type probeOptions struct {
 	reap     bool
 	dryRun   bool
 	owners   bool
-}
-
-// probeRow is one connection in the output.
-type probeRow struct {
-	probe.Result
-	NetNS  string       `json:"netns,omitempty"`
-	Owners []host.Owner `json:"owners,omitempty"`
-	// Reaped is "destroyed", "would destroy" or the error when --reap acted on the row.
-	Reaped string `json:"reaped,omitempty"`
-	// Risk and KeepaliveVerdict say how the connection's own keepalive would fare against a dead
-	// peer (host.Assess with the namespace's defaults): what probing found out sooner.
-	Risk             host.RiskKind `json:"risk,omitempty"`
-	KeepaliveVerdict string        `json:"keepalive_verdict,omitempty"`
-}
-
-// probeSummary counts verdicts.
-type probeSummary struct {
-	Connections int            `json:"connections"`
-	Verdicts    map[string]int `json:"verdicts"`
-	Skipped     int            `json:"skipped_not_established"`
-	Reaped      int            `json:"reaped"`
-	WouldReap   int            `json:"would_reap,omitempty"`
-	// NotAlive counts dead, unreachable, reset and unknown verdicts (exit status 3).
-	NotAlive int           `json:"not_alive"`
-	Elapsed  time.Duration `json:"elapsed_ns"`
 }
 
 func newProbeCmd(g *globalOptions) *cobra.Command {
@@ -181,25 +155,13 @@ func runProbe(ctx context.Context, g *globalOptions, o *probeOptions) error {
 	if err != nil {
 		return fmt.Errorf("list connections: %w", err)
 	}
-	// Only ESTABLISHED connections can be probed.
-	skipped := 0
-	byNS := map[string][]host.Socket{}
-	var nsOrder []string
-	for _, s := range socks {
-		if s.State != host.StateEstablished || !s.Local.IsValid() || !s.Remote.IsValid() {
-			skipped++
-			continue
-		}
-		if _, ok := byNS[s.NetNS]; !ok {
-			nsOrder = append(nsOrder, s.NetNS)
-		}
-		byNS[s.NetNS] = append(byNS[s.NetNS], s)
-	}
+	groups, skipped := probe.GroupByNetNS(socks)
 	total := len(socks) - skipped
 	// Zero-length segments to one socket must be spaced beyond the rate
 	// limit of the namespace's kernel (and of the peer's, assumed default).
 	spacing := map[string]time.Duration{}
-	for _, ns := range nsOrder {
+	for _, gr := range groups {
+		ns := gr.NetNS
 		rl, err := probe.InvalidRateLimit(ns)
 		if err != nil {
 			rl = 0 // unreadable: assume the kernel default
@@ -208,7 +170,7 @@ func runProbe(ctx context.Context, g *globalOptions, o *probeOptions) error {
 		spacing[ns] = sp
 		if o.interval != 0 && o.interval < sp {
 			return usagef("invalid --interval %v: at least %v here (net.ipv4.tcp_invalid_ratelimit%s = %v: the kernel answers zero-length segments at most once per %v per socket)",
-				o.interval, sp, probeNSSuffix(ns), rl, rl)
+				o.interval, sp, report.NSSuffix(ns), rl, rl)
 		}
 	}
 	if total == 0 {
@@ -221,9 +183,9 @@ func runProbe(ctx context.Context, g *globalOptions, o *probeOptions) error {
 		}
 		if g.JSON {
 			return g.printJSON(struct {
-				Connections []probeRow   `json:"connections"`
-				Summary     probeSummary `json:"summary"`
-			}{[]probeRow{}, probeSummary{Verdicts: map[string]int{}, Skipped: skipped}})
+				Connections []report.ProbeRow   `json:"connections"`
+				Summary     report.ProbeSummary `json:"summary"`
+			}{[]report.ProbeRow{}, report.ProbeSummary{Verdicts: map[string]int{}, Skipped: skipped}})
 		}
 		fmt.Fprintln(g.Stderr, msg)
 		return nil
@@ -232,24 +194,14 @@ func runProbe(ctx context.Context, g *globalOptions, o *probeOptions) error {
 	if !g.JSON {
 		fmt.Fprintf(g.Stdout, "%-24s %-24s %-11s %-10s %s\n", "LOCAL", "REMOTE", "VERDICT", "RTT/PROBES", "EVIDENCE")
 	}
-	var rows []probeRow
+	var rows []report.ProbeRow
 	lastProgress := time.Now()
 	sockOf := map[string]map[probe.Flow]host.Socket{}
-	for _, ns := range nsOrder {
-		group := byNS[ns]
+	for _, gr := range groups {
+		ns, bySock, flows := gr.NetNS, gr.Sockets, gr.Flows
 		doneBefore := len(rows)
-		bySock := make(map[probe.Flow]host.Socket, len(group))
 		sockOf[ns] = bySock
-		flows := make([]probe.Flow, 0, len(group))
-		for _, s := range group {
-			f := probe.Flow{Local: s.Local, Remote: s.Remote}.Normalize()
-			if _, dup := bySock[f]; dup {
-				continue
-			}
-			bySock[f] = s
-			flows = append(flows, f)
-		}
-		p, err := probe.New(probe.NewOptions{Netns: ns, Checker: probe.HostChecker(ns, group...)})
+		p, err := probe.New(probe.NewOptions{Netns: ns, Checker: gr.Checker()})
 		if err != nil {
 			if errors.Is(err, probe.ErrPermission) {
 				return fmt.Errorf("keepalive probe needs root or CAP_NET_RAW (raw sockets and packet capture): %w", err)
@@ -258,14 +210,14 @@ func runProbe(ctx context.Context, g *globalOptions, o *probeOptions) error {
 		}
 		emit := func(r probe.Result) {
 			s := bySock[r.Flow]
-			row := probeRow{Result: r, NetNS: ns, Owners: s.Owners}
+			row := report.ProbeRow{Result: r, NetNS: ns, Owners: s.Owners}
 			if s.Cookie != 0 || s.Local.IsValid() {
 				as := host.Assess(s, host.AssessOptions{})
 				row.Risk, row.KeepaliveVerdict = as.Risk, as.Verdict
 			}
 			rows = append(rows, row)
 			if !g.JSON {
-				fmt.Fprintln(g.Stdout, probeFormatRow(row))
+				fmt.Fprintln(g.Stdout, report.ProbeFormatRow(row))
 			}
 		}
 		nsCfg := cfg
@@ -284,10 +236,10 @@ func runProbe(ctx context.Context, g *globalOptions, o *probeOptions) error {
 		_, err = p.Probe(ctx, flows, opt, emit)
 		p.Close()
 		if err != nil {
-			return fmt.Errorf("probe%s: %w", probeNSSuffix(ns), err)
+			return fmt.Errorf("probe%s: %w", report.NSSuffix(ns), err)
 		}
 	}
-	sum := probeSummary{Connections: len(rows), Verdicts: map[string]int{}, Skipped: skipped}
+	sum := report.ProbeSummary{Connections: len(rows), Verdicts: map[string]int{}, Skipped: skipped}
 	for i := range rows {
 		r := &rows[i]
 		sum.Verdicts[r.Verdict.String()]++
@@ -318,12 +270,12 @@ func runProbe(ctx context.Context, g *globalOptions, o *probeOptions) error {
 	// Every probed connection that is not alive is a finding, unknown
 	// included (it was not shown to be alive); gone is not: its owner closed
 	// it meanwhile.
-	failed := probeNotAlive(sum.Verdicts)
+	failed := report.ProbeNotAlive(sum.Verdicts)
 	sum.NotAlive = failed
 	if g.JSON {
 		if err := g.printJSON(struct {
-			Connections []probeRow   `json:"connections"`
-			Summary     probeSummary `json:"summary"`
+			Connections []report.ProbeRow   `json:"connections"`
+			Summary     report.ProbeSummary `json:"summary"`
 		}{rows, sum}); err != nil {
 			return err
 		}
@@ -333,93 +285,10 @@ func runProbe(ctx context.Context, g *globalOptions, o *probeOptions) error {
 				fmt.Fprintf(g.Stdout, "reap %s -> %s: %s\n", r.Flow.Local, r.Flow.Remote, r.Reaped)
 			}
 		}
-		fmt.Fprintln(g.Stdout, probeFormatSummary(sum))
+		fmt.Fprintln(g.Stdout, report.ProbeFormatSummary(sum))
 	}
 	if failed > 0 {
 		return &exitError{code: exitFound}
 	}
 	return nil
-}
-
-// probeNotAlive counts the verdicts that make 'keepalive probe' exit 3.
-func probeNotAlive(verdicts map[string]int) int {
-	n := 0
-	for _, v := range []probe.Verdict{probe.Dead, probe.Unreachable, probe.Reset, probe.Unknown} {
-		n += verdicts[v.String()]
-	}
-	return n
-}
-
-func probeNSSuffix(ns string) string {
-	if ns == "" {
-		return ""
-	}
-	return " in network namespace " + ns
-}
-
-// probeFormatRow renders one result row.
-func probeFormatRow(r probeRow) string {
-	var rp string
-	switch {
-	case r.Verdict == probe.Alive:
-		rp = probeFormatRTT(r.RTT)
-	default:
-		rp = fmt.Sprintf("%d probes", r.Probes)
-		if r.Probes == 1 {
-			rp = "1 probe"
-		}
-	}
-	ev := r.Evidence
-	var notes []string
-	if r.Busy {
-		notes = append(notes, "busy: zero-length probes only")
-	}
-	if r.OneByte > 0 {
-		notes = append(notes, fmt.Sprintf("%d one-byte", r.OneByte))
-	}
-	var procs []string
-	for _, ow := range r.Owners {
-		procs = append(procs, fmt.Sprintf("%s[%d]", ow.Comm, ow.PID))
-	}
-	if len(procs) > 0 {
-		notes = append(notes, strings.Join(slices.Compact(procs), ","))
-	}
-	if len(notes) > 0 {
-		ev += " (" + strings.Join(notes, "; ") + ")"
-	}
-	return fmt.Sprintf("%-24s %-24s %-11s %-10s %s", r.Flow.Local, r.Flow.Remote, r.Verdict, rp, ev)
-}
-
-func probeFormatRTT(d time.Duration) string {
-	switch {
-	case d < time.Millisecond:
-		return fmt.Sprintf("%dµs", d.Microseconds())
-	case d < time.Second:
-		return fmt.Sprintf("%.1fms", float64(d)/float64(time.Millisecond))
-	}
-	return d.Round(time.Millisecond).String()
-}
-
-// probeFormatSummary renders the closing line.
-func probeFormatSummary(s probeSummary) string {
-	var parts []string
-	for _, v := range []string{"alive", "reset", "dead", "unreachable", "gone", "unknown"} {
-		if n := s.Verdicts[v]; n > 0 {
-			parts = append(parts, fmt.Sprintf("%d %s", n, v))
-		}
-	}
-	out := fmt.Sprintf("probed %d connections in %s: %s", s.Connections, s.Elapsed.Round(time.Millisecond), strings.Join(parts, ", "))
-	if s.NotAlive > 0 {
-		out += fmt.Sprintf("; %d not alive (reasons above)", s.NotAlive)
-	}
-	if s.Skipped > 0 {
-		out += fmt.Sprintf("; %d not ESTABLISHED skipped", s.Skipped)
-	}
-	if s.Reaped > 0 {
-		out += fmt.Sprintf("; %d destroyed", s.Reaped)
-	}
-	if s.WouldReap > 0 {
-		out += fmt.Sprintf("; %d would be destroyed (dry run)", s.WouldReap)
-	}
-	return out
 }

@@ -295,21 +295,6 @@ func TestProbeCommandNothingAndUsage(t *testing.T) {
 	}
 }
 
-func TestProbeNotAliveCounts(t *testing.T) {
-	v := map[string]int{"alive": 5, "gone": 2}
-	if n := probeNotAlive(v); n != 0 {
-		t.Errorf("alive and gone only: %d not alive", n)
-	}
-	v = map[string]int{"alive": 1, "dead": 1, "unreachable": 1, "reset": 1, "unknown": 1, "gone": 1}
-	if n := probeNotAlive(v); n != 4 {
-		t.Errorf("%v: %d not alive, want 4 (unknown counts, gone does not)", v, n)
-	}
-	s := probeFormatSummary(probeSummary{Connections: 3, Verdicts: map[string]int{"alive": 1, "dead": 1, "unknown": 1}, NotAlive: 2})
-	if !strings.Contains(s, "1 dead, 1 unknown") || !strings.Contains(s, "2 not alive") {
-		t.Errorf("summary %q: unknown must stay unknown", s)
-	}
-}
-
 func TestProbeCommandNotRoot(t *testing.T) {
 	nstest.Need(t, os.Geteuid() == 0, "needs root to run the binary as nobody")
 	bin, err := probeTestBinary(t)
