@@ -176,3 +176,16 @@ func Matrix(ctx context.Context, m MatrixOptions) ([]MatrixResult, error) {
 	}
 	return out, nil
 }
+
+// Agreement counts the runs where the kernel and the model agree, and the runs the lab itself
+// could not carry out (Err set; they count as neither).
+func Agreement(rs []MatrixResult) (agree, failed int) {
+	for _, r := range rs {
+		if r.Err != "" {
+			failed++
+		} else if r.Result.Agree {
+			agree++
+		}
+	}
+	return agree, failed
+}

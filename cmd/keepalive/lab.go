@@ -4,13 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"os"
 	"strings"
 	"time"
 
 	"github.com/keepalive-dev/keepalive"
 	"github.com/keepalive-dev/keepalive/internal/progress"
+	"github.com/keepalive-dev/keepalive/internal/report"
 	"github.com/keepalive-dev/keepalive/lab"
 	"github.com/spf13/cobra"
 )
@@ -143,45 +142,6 @@ summary says how many fell inside and the worst distance (exit status 3 if any d
 	return cmd
 }
 
-func newLabCleanCmd(g *globalOptions) *cobra.Command {
-	var all bool
-	cmd := &cobra.Command{
-		Use:   "clean",
-		Short: "Remove namespaces, interfaces and nftables tables left by killed lab runs",
-		Long: `keepalive lab clean removes what lab runs that were killed left behind: named network
-namespaces /var/run/netns/kalab-*, and interfaces and nftables tables named kalab* in
-the current namespace. Namespaces of lab processes that are still running are kept
-unless --all is given. Nothing without the kalab prefix is touched.`,
-		Example: `  sudo keepalive lab clean
-  sudo keepalive lab clean --all --json`,
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := linuxOnly("keepalive lab clean"); err != nil {
-				return err
-			}
-			rep, err := lab.Clean(all)
-			if g.JSON {
-				if jerr := g.printJSON(rep); jerr != nil {
-					return jerr
-				}
-				return err
-			}
-			for _, l := range rep.Removed {
-				fmt.Fprintf(g.Stdout, "removed %s\n", l)
-			}
-			for _, l := range rep.Skipped {
-				fmt.Fprintf(g.Stdout, "kept %s (lab process %d is still running; --all removes it)\n", l, l.PID)
-			}
-			if len(rep.Removed) == 0 && len(rep.Skipped) == 0 && err == nil {
-				fmt.Fprintln(g.Stdout, "nothing to clean")
-			}
-			return err
-		},
-	}
-	cmd.Flags().BoolVar(&all, "all", false, "also remove namespaces of lab processes that are still running")
-	return cmd
-}
-
 // labModesHelp lists every detector with its description.
 func labModesHelp() string {
 	var b strings.Builder
@@ -233,18 +193,6 @@ func labOptions(f *labFlags) (lab.Options, error) {
 	return o, nil
 }
 
-// labProgress prints a progress line on stderr: overwritten in place on a terminal, plain
-// lines at a calm rate when stderr is redirected.
-type labProgress struct{ line *progress.Line }
-
-func newLabProgress(w io.Writer) *labProgress {
-	return &labProgress{line: progress.New(w, progress.DefaultEvery)}
-}
-
-func (p *labProgress) show(s string) { p.line.Show(s) }
-
-func (p *labProgress) clear() { p.line.Clear() }
-
 func labRun(ctx context.Context, g *globalOptions, f *labFlags) error {
 	o, err := labOptions(f)
 	if err != nil {
@@ -253,15 +201,15 @@ func labRun(ctx context.Context, g *globalOptions, f *labFlags) error {
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	prog := newLabProgress(g.Stderr)
+	prog := progress.New(g.Stderr, progress.DefaultEvery)
 	if !f.noProgress {
 		o.Progress = func(p lab.Progress) {
-			prog.show(fmt.Sprintf("waiting: %.1fs elapsed / %.1fs expected (bound %s), %d probe(s) seen",
+			prog.Show(fmt.Sprintf("waiting: %.1fs elapsed / %.1fs expected (bound %s), %d probe(s) seen",
 				p.Elapsed.Seconds(), p.Expected.Seconds(), p.Max, p.Probes))
 		}
 	}
 	r, err := lab.Run(ctx, o)
-	prog.clear()
+	prog.Clear()
 	if err != nil {
 		if errors.Is(err, context.Canceled) {
 			return &exitError{code: exitError1, err: errors.New("lab interrupted; everything it built was removed")}
@@ -269,7 +217,7 @@ func labRun(ctx context.Context, g *globalOptions, f *labFlags) error {
 		return err
 	}
 	if f.svg != "" {
-		if err := labWriteSVG(f.svg, r); err != nil {
+		if err := report.LabSVG(f.svg, r); err != nil {
 			return err
 		}
 	}
@@ -281,149 +229,6 @@ func labRun(ctx context.Context, g *globalOptions, f *labFlags) error {
 		return err
 	}
 	if !r.Detected {
-		return &exitError{code: exitFound}
-	}
-	return nil
-}
-
-func labWriteSVG(path string, r lab.Result) error {
-	fh, err := os.Create(path)
-	if err != nil {
-		return fmt.Errorf("--svg: %w", err)
-	}
-	if err := lab.WriteSVG(fh, r); err != nil {
-		fh.Close()
-		return fmt.Errorf("--svg %s: %w", path, err)
-	}
-	if err := fh.Close(); err != nil {
-		return fmt.Errorf("--svg %s: %w", path, err)
-	}
-	return nil
-}
-
-// labMatrixOutput is the JSON of --matrix.
-type labMatrixOutput struct {
-	Results []lab.MatrixResult `json:"results"`
-	Agree   int                `json:"agree"`
-	Total   int                `json:"total"`
-	Elapsed time.Duration      `json:"elapsed"`
-}
-
-func labMatrix(ctx context.Context, g *globalOptions, f *labFlags, changed func(string) bool) error {
-	for _, n := range []string{"scenario", "mode", "nat-expiry", "svg", "fault-after"} {
-		if changed(n) {
-			return usagef("--%s cannot be combined with --matrix", n)
-		}
-	}
-	if f.parallel < 1 || f.parallel > 64 {
-		return usagef("--parallel %d out of range (allowed: 1..64)", f.parallel)
-	}
-	cfg := keepalive.Config{Idle: f.idle, Interval: f.interval, Count: f.count, UserTimeout: f.userTimeout}
-	if _, err := lab.Predict(lab.Options{Config: cfg, Max: f.max, Retries2: f.retries2}); err != nil {
-		return usagef("%v", strings.TrimPrefix(err.Error(), "lab: "))
-	}
-	if ctx == nil {
-		ctx = context.Background()
-	}
-	prog := newLabProgress(g.Stderr)
-	start := time.Now()
-	if f.hz != 0 && (f.hz < 10 || f.hz > 10000) {
-		return usagef("--hz %d out of range (allowed: 10..10000, typically 100, 250, 300 or 1000)", f.hz)
-	}
-	m := lab.MatrixOptions{Config: cfg, Parallel: f.parallel, Max: f.max, IPv6: f.ipv6, Retries2: f.retries2, HZ: f.hz}
-	if !f.noProgress {
-		m.OnResult = func(done, total int, r lab.Result) {
-			prog.show(fmt.Sprintf("matrix: %d/%d runs done, %.0fs elapsed", done, total, time.Since(start).Seconds()))
-		}
-	}
-	rs, err := lab.Matrix(ctx, m)
-	prog.clear()
-	if err != nil {
-		if errors.Is(err, context.Canceled) {
-			return &exitError{code: exitError1, err: errors.New("lab matrix interrupted; everything it built was removed")}
-		}
-		return err
-	}
-	out := labMatrixOutput{Results: rs, Total: len(rs), Elapsed: time.Since(start)}
-	labErr := 0
-	for _, r := range rs {
-		if r.Err != "" {
-			labErr++
-		} else if r.Result.Agree {
-			out.Agree++
-		}
-	}
-	if g.JSON {
-		if err := g.printJSON(out); err != nil {
-			return err
-		}
-	} else {
-		if err := lab.WriteMatrix(g.Stdout, rs); err != nil {
-			return err
-		}
-		fmt.Fprintf(g.Stdout, "settings: %s; matrix took %.1fs with %d runs at once\n", cfg, out.Elapsed.Seconds(), f.parallel)
-	}
-	if labErr > 0 {
-		return &exitError{code: exitError1, err: fmt.Errorf("%d of %d lab runs failed", labErr, len(rs))}
-	}
-	if out.Agree < out.Total {
-		return &exitError{code: exitFound}
-	}
-	return nil
-}
-
-// labRandomOutput is the JSON of --random.
-type labRandomOutput struct {
-	Results []lab.MatrixResult `json:"results"`
-	Summary lab.RandomSummary  `json:"summary"`
-}
-
-func labRandom(ctx context.Context, g *globalOptions, f *labFlags, changed func(string) bool) error {
-	for _, n := range []string{"scenario", "mode", "nat-expiry", "svg", "fault-after", "idle", "interval", "count", "user-timeout", "nat-timeout", "max", "retries2", "segments", "parallel"} {
-		if changed(n) {
-			return usagef("--%s cannot be combined with --random (it picks its own settings)", n)
-		}
-	}
-	if f.random < 1 || f.random > 10000 {
-		return usagef("--random %d out of range (allowed: 1..10000)", f.random)
-	}
-	if f.hz != 0 && (f.hz < 10 || f.hz > 10000) {
-		return usagef("--hz %d out of range (allowed: 10..10000, typically 100, 250, 300 or 1000)", f.hz)
-	}
-	seed := f.seed
-	if !changed("seed") {
-		seed = time.Now().UnixNano() % 1000000
-	}
-	if ctx == nil {
-		ctx = context.Background()
-	}
-	prog := newLabProgress(g.Stderr)
-	start := time.Now()
-	ro := lab.RandomOptions{N: f.random, Seed: seed, IPv6: f.ipv6, HZ: f.hz}
-	if !f.noProgress {
-		ro.OnResult = func(done, total int, r lab.Result) {
-			prog.show(fmt.Sprintf("random (seed %d): %d/%d runs done, %.0fs elapsed", seed, done, total, time.Since(start).Seconds()))
-		}
-	}
-	rs, sum, err := lab.Random(ctx, ro)
-	prog.clear()
-	if err != nil {
-		if errors.Is(err, context.Canceled) {
-			return &exitError{code: exitError1, err: errors.New("lab random interrupted; everything it built was removed")}
-		}
-		return err
-	}
-	if g.JSON {
-		if err := g.printJSON(labRandomOutput{Results: rs, Summary: sum}); err != nil {
-			return err
-		}
-	} else if err := lab.WriteRandom(g.Stdout, rs, sum); err != nil {
-		return err
-	}
-	if sum.LabErrors > 0 {
-		return &exitError{code: exitError1, err: fmt.Errorf("%d of %d lab runs failed", sum.LabErrors, sum.Total)}
-	}
-	if sum.Inside < sum.Total {
 		return &exitError{code: exitFound}
 	}
 	return nil
