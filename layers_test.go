@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"bytes"
 	"errors"
+	"io/fs"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
@@ -88,4 +90,42 @@ func TestLayers(t *testing.T) {
 	if n < len(layers)-2 {
 		t.Fatalf("go list reported only %d packages:\n%s", n, out)
 	}
+}
+
+// TestCommandSize keeps the command thin (ARCHITECTURE.md): cmd/keepalive holds at most 15 % of
+// the module's non-test Go lines outside bench/ and examples/, and no command file is over
+// 300 lines. Logic goes into its package, rendering into internal/report.
+func TestCommandSize(t *testing.T) {
+	var all, cmd int
+	err := filepath.WalkDir(".", func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && (path == "bench" || path == "examples" || path == "testdata" || strings.HasPrefix(d.Name(), ".")) && path != "." {
+			return filepath.SkipDir
+		}
+		if d.IsDir() || !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
+			return nil
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		n := bytes.Count(b, []byte("\n"))
+		all += n
+		if filepath.Dir(path) == filepath.Join("cmd", "keepalive") {
+			cmd += n
+			if n > 300 {
+				t.Errorf("%s has %d lines (at most 300: move logic into its package, rendering into internal/report)", path, n)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cmd*100 > all*15 {
+		t.Errorf("cmd/keepalive has %d of %d non-test lines (%.1f %%, at most 15 %%)", cmd, all, 100*float64(cmd)/float64(all))
+	}
+	t.Logf("cmd/keepalive: %d of %d non-test lines (%.1f %%)", cmd, all, 100*float64(cmd)/float64(all))
 }
