@@ -23,6 +23,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"strings"
 	"time"
 
@@ -285,11 +286,12 @@ func withHZ(ctx context.Context, o Options) Options {
 	return o
 }
 
-// ErrUnsupportedOS is returned on systems other than Linux.
-var ErrUnsupportedOS = errors.New("keepalive lab works on Linux only (it needs network namespaces, veth and nftables)")
+// ErrUnsupportedOS is returned on systems other than Linux. It matches errors.ErrUnsupported.
+var ErrUnsupportedOS = fmt.Errorf("the lab works on Linux only (it needs network namespaces, veth and nftables): %w", errors.ErrUnsupported)
 
-// ErrNotRoot is returned when the process lacks the privileges to build namespaces.
-var ErrNotRoot = errors.New("keepalive lab needs root: CAP_SYS_ADMIN to create network namespaces and CAP_NET_ADMIN for veth, routes and nftables (run it with sudo)")
+// ErrNotRoot is returned when the process lacks the privileges to build namespaces. It
+// matches fs.ErrPermission.
+var ErrNotRoot = fmt.Errorf("the lab needs root (CAP_SYS_ADMIN to create network namespaces and CAP_NET_ADMIN for veth, routes and nftables): %w", fs.ErrPermission)
 
 // FeatureError names a kernel feature the lab needs but the running kernel lacks.
 type FeatureError struct {

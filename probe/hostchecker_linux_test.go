@@ -2,7 +2,10 @@ package probe
 
 import (
 	"context"
+	"errors"
+	"io/fs"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -84,5 +87,17 @@ func TestNewDefaultChecker(t *testing.T) {
 	defer p.Close()
 	if _, ok := p.chk.(linkChecker).Checker.(hostChecker); !ok {
 		t.Fatalf("default checker is %T", p.chk)
+	}
+}
+
+// The sentinel errors match the standard ones and carry no command-line advice.
+func TestSentinelErrors(t *testing.T) {
+	if !errors.Is(ErrPermission, fs.ErrPermission) || !errors.Is(ErrNotLinux, errors.ErrUnsupported) {
+		t.Fatalf("ErrPermission %v, ErrNotLinux %v", ErrPermission, ErrNotLinux)
+	}
+	for _, e := range []error{ErrPermission, ErrNotLinux} {
+		if strings.Contains(e.Error(), "sudo") || strings.Contains(e.Error(), "run as") {
+			t.Errorf("%q gives command-line advice", e)
+		}
 	}
 }

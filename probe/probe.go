@@ -26,6 +26,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net/netip"
 	"strings"
 	"time"
@@ -368,8 +369,10 @@ func flagString(f uint8) string {
 	return strings.Join(parts, "|")
 }
 
-// ErrNotLinux is returned by [New] on systems other than Linux.
-var ErrNotLinux = errors.New("keepalive probe works on Linux only (it needs raw sockets and AF_PACKET)")
+// ErrNotLinux is returned by [New] on systems other than Linux. It matches
+// errors.ErrUnsupported.
+var ErrNotLinux = fmt.Errorf("probing works on Linux only (it needs raw sockets and AF_PACKET): %w", errors.ErrUnsupported)
 
-// ErrPermission is wrapped by [New] when raw sockets cannot be opened.
-var ErrPermission = errors.New("probing needs CAP_NET_RAW (run as root)")
+// ErrPermission is wrapped by [New] when raw sockets cannot be opened. It matches
+// fs.ErrPermission.
+var ErrPermission = fmt.Errorf("probing needs CAP_NET_RAW: %w", fs.ErrPermission)

@@ -214,7 +214,7 @@ func labRun(ctx context.Context, g *globalOptions, f *labFlags) error {
 		if errors.Is(err, context.Canceled) {
 			return &exitError{code: exitError1, err: errors.New("lab interrupted; everything it built was removed")}
 		}
-		return err
+		return labAdvice(err)
 	}
 	if f.svg != "" {
 		if err := report.LabSVG(f.svg, r); err != nil {
@@ -232,4 +232,12 @@ func labRun(ctx context.Context, g *globalOptions, f *labFlags) error {
 		return &exitError{code: exitFound}
 	}
 	return nil
+}
+
+// labAdvice adds what to do to a missing privilege (the lab's error names only what is missing).
+func labAdvice(err error) error {
+	if errors.Is(err, lab.ErrNotRoot) {
+		return fmt.Errorf("%w; run it with sudo", err)
+	}
+	return err
 }

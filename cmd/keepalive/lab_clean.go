@@ -24,6 +24,7 @@ unless --all is given. Nothing without the kalab prefix is touched.`,
 				return err
 			}
 			rep, err := lab.Clean(all)
+			err = labAdvice(err)
 			if g.JSON {
 				if jerr := g.printJSON(rep); jerr != nil {
 					return jerr

@@ -46,7 +46,7 @@ func labMatrix(ctx context.Context, g *globalOptions, f *labFlags, changed func(
 		if errors.Is(err, context.Canceled) {
 			return &exitError{code: exitError1, err: errors.New("lab matrix interrupted; everything it built was removed")}
 		}
-		return err
+		return labAdvice(err)
 	}
 	out := report.LabMatrix{Results: rs, Total: len(rs), Elapsed: time.Since(start)}
 	agree, labErr := lab.Agreement(rs)
@@ -103,7 +103,7 @@ func labRandom(ctx context.Context, g *globalOptions, f *labFlags, changed func(
 		if errors.Is(err, context.Canceled) {
 			return &exitError{code: exitError1, err: errors.New("lab random interrupted; everything it built was removed")}
 		}
-		return err
+		return labAdvice(err)
 	}
 	if g.JSON {
 		if err := g.printJSON(report.LabRandom{Results: rs, Summary: sum}); err != nil {
