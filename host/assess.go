@@ -3,6 +3,7 @@ package host
 import (
 	"fmt"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/keepalive-dev/keepalive"
@@ -110,7 +111,8 @@ type Assessment struct {
 // reported only when the bounds prove it, and the verdict says it rests on bounds.
 // Only ESTABLISHED and CLOSE-WAIT connections are judged (others: RiskNotAssessed).
 //
-// Assess reads nothing from the system and is safe for concurrent use.
+// Assess reads nothing from the system and is safe for concurrent use. It runs the detection
+// model (about a millisecond): to judge many sockets, use an Assessor.
 func Assess(s Socket, o AssessOptions) Assessment {
 	a := assessSettings(&s)
 	a.InFlight = s.SendQ > 0 || (s.Info != nil && (s.Info.Unacked > 0 || s.Info.NotSent > 0))
@@ -260,4 +262,49 @@ func FormatSeconds(d time.Duration) string {
 		return strconv.FormatInt(int64(d/time.Second), 10) + " s"
 	}
 	return d.String()
+}
+
+// Assessor memoizes Assess for one set of options: sockets that agree on everything the
+// judgement depends on (whether the state is judged, data in flight, the settings and where
+// they came from, the refresh bound) share one computation. The model's prediction costs about
+// a millisecond, and a host may hold 100 000 sockets of a few kinds. An Assessor is safe for
+// concurrent use; it keeps at most 4096 kinds (then starts over).
+type Assessor struct {
+	opts  AssessOptions
+	mu    sync.Mutex
+	cache map[assessKey]Assessment
+}
+
+type assessKey struct {
+	judged, inFlight, known, enabled, bounded bool
+	source                                    Source
+	cfg                                       keepalive.Config
+	refreshMin                                time.Duration
+}
+
+// NewAssessor returns an Assessor judging with o.
+func NewAssessor(o AssessOptions) *Assessor {
+	return &Assessor{opts: o, cache: map[assessKey]Assessment{}}
+}
+
+// Assess returns Assess(s, o) for the Assessor's options.
+func (as *Assessor) Assess(s Socket) Assessment {
+	a := assessSettings(&s)
+	k := assessKey{judged: s.State == StateEstablished || s.State == StateCloseWait,
+		inFlight: s.SendQ > 0 || (s.Info != nil && (s.Info.Unacked > 0 || s.Info.NotSent > 0)),
+		known:    a.Known, enabled: a.Enabled, bounded: a.Bounded, source: a.Source, cfg: a.Config, refreshMin: a.Bounds.RefreshMin}
+	as.mu.Lock()
+	v, ok := as.cache[k]
+	as.mu.Unlock()
+	if !ok {
+		v = Assess(s, as.opts)
+		as.mu.Lock()
+		if len(as.cache) >= 4096 {
+			clear(as.cache)
+		}
+		as.cache[k] = v
+		as.mu.Unlock()
+	}
+	v.Bounds = a.Bounds // only RefreshMin enters the judgement; the rest is the socket's own
+	return v
 }

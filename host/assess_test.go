@@ -47,6 +47,11 @@ func TestAssess(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			a := Assess(tc.s, tc.o)
+			// An Assessor gives the same judgement, also from its cache.
+			as := NewAssessor(tc.o)
+			if first, second := as.Assess(tc.s), as.Assess(tc.s); first != a || second != a {
+				t.Fatalf("Assessor: %+v then %+v, Assess: %+v", first, second, a)
+			}
 			if a.Source != tc.src || a.Risk != tc.risk || a.AtRisk != tc.atRisk || a.DetectionMin != tc.min || a.Refresh != tc.refresh {
 				t.Fatalf("got source %s risk %s at risk %v min %v refresh %v, want %s %s %v %v %v (%+v)", a.Source, a.Risk, a.AtRisk, a.DetectionMin, a.Refresh, tc.src, tc.risk, tc.atRisk, tc.min, tc.refresh, a)
 			}

@@ -155,6 +155,7 @@ func enableRun(cmd *cobra.Command, g *globalOptions, o *enableOptions) error {
 	if e, err := keepalive.LookupEnvironment(o.env); o.env != "" && err == nil && aopt.Middlebox == 0 {
 		aopt.Middlebox, aopt.MiddleboxName = e.IdleTimeout, e.Name
 	}
+	assessor := host.NewAssessor(aopt)
 	handled := map[uint64]bool{} // cookies done in earlier rounds (--watch)
 	var firstErr error
 	for round := 1; ; round++ {
@@ -196,7 +197,7 @@ func enableRun(cmd *cobra.Command, g *globalOptions, o *enableOptions) error {
 				j.Before, j.After = &b, &a
 				s := r.Socket
 				s.Settings = &r.After
-				as := host.Assess(s, aopt)
+				as := assessor.Assess(s)
 				j.Risk, j.AtRisk, j.Verdict = as.Risk, as.AtRisk, as.Verdict
 				if r.Changed {
 					rep.Changed++

@@ -195,6 +195,7 @@ func runProbe(ctx context.Context, g *globalOptions, o *probeOptions) error {
 		fmt.Fprintf(g.Stdout, "%-24s %-24s %-11s %-10s %s\n", "LOCAL", "REMOTE", "VERDICT", "RTT/PROBES", "EVIDENCE")
 	}
 	var rows []report.ProbeRow
+	assessor := host.NewAssessor(host.AssessOptions{})
 	lastProgress := time.Now()
 	sockOf := map[string]map[probe.Flow]host.Socket{}
 	for _, gr := range groups {
@@ -212,7 +213,7 @@ func runProbe(ctx context.Context, g *globalOptions, o *probeOptions) error {
 			s := bySock[r.Flow]
 			row := report.ProbeRow{Result: r, NetNS: ns, Owners: s.Owners}
 			if s.Cookie != 0 || s.Local.IsValid() {
-				as := host.Assess(s, host.AssessOptions{})
+				as := assessor.Assess(s)
 				row.Risk, row.KeepaliveVerdict = as.Risk, as.Verdict
 			}
 			rows = append(rows, row)
