@@ -258,3 +258,10 @@ func FuzzParseNetstat(f *testing.F) {
 		_, _ = parseNetstat(b, "TcpExt:", field) // must not panic
 	})
 }
+
+func TestAgreement(t *testing.T) {
+	rs := []MatrixResult{{Result: Result{Agree: true}}, {Result: Result{Agree: false}}, {Err: "veth failed"}, {Result: Result{Agree: true}}}
+	if agree, failed := Agreement(rs); agree != 2 || failed != 1 {
+		t.Fatalf("Agreement = %d, %d; want 2 agree, 1 failed", agree, failed)
+	}
+}
