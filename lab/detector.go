@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"reflect"
-	"sort"
 	"strings"
 	"time"
 
@@ -33,14 +31,11 @@ import (
 //
 // # Adding a mode
 //
-// Create lab/detector_<mode>.go with a type implementing Detector and one method on the
-// unexported type modes, named after the mode in CamelCase, that returns it:
-//
-//	// Heartbeat is the "heartbeat" mode: application heartbeats over the connection.
-//	func (modes) Heartbeat() Detector { return heartbeatDetector{} }
-//
-// Detectors finds every such method by reflection (no registry to edit, no package state),
-// so the command line, the matrix and the server process all know the new mode.
+// Create lab/detector_<mode>.go with a type implementing Detector, and add one value of it to
+// the list in Detectors (platformDetectors for a Linux-only one): the command line, the matrix
+// and the server process then all know the new mode. A detector for tests only lives in a
+// _test.go file, is passed as Options.Detector, and is handed to RunHelperIfRequested in the
+// test binary's TestMain so that its server side runs too.
 type Detector interface {
 	// Name is the mode name on the command line, e.g. "kernel". Lower case, no spaces.
 	Name() string
@@ -120,57 +115,12 @@ func (s *Session) Report(errno, text string) {
 	}
 }
 
-// modes carries one method per built-in detector; see Detector ("Adding a mode").
-type modes struct{}
-
-// None is the "none" mode.
-func (modes) None() Detector { return noneDetector{} }
-
-// Kernel is the "kernel" mode.
-func (modes) Kernel() Detector { return kernelDetector{} }
-
-// UserTimeout is the "user-timeout" mode.
-func (modes) UserTimeout() Detector { return userTimeoutDetector{} }
-
-// modeRank puts the baseline modes first; others follow alphabetically.
-func modeRank(name string) (int, bool) {
-	for i, n := range []string{"none", "kernel", "user-timeout", "retrofit", "probe", "heartbeat"} {
-		if n == name {
-			return i, true
-		}
-	}
-	return 0, false
-}
-
-// Detectors returns every available detector: none, kernel, user-timeout and any mode added
-// in a detector_<mode>.go file.
+// Detectors returns every detector in display order: the baselines, then the ways the
+// project offers, then the platform's own (enforce on Linux). The list is explicit: adding a
+// mode is one file and one line here.
 func Detectors() []Detector {
-	v := reflect.ValueOf(modes{})
-	t := v.Type()
-	dt := reflect.TypeFor[Detector]()
-	var ds []Detector
-	for i := 0; i < t.NumMethod(); i++ {
-		m := t.Method(i)
-		if m.Type.NumIn() != 1 || m.Type.NumOut() != 1 || m.Type.Out(0) != dt {
-			continue
-		}
-		d, ok := v.Method(i).Call(nil)[0].Interface().(Detector)
-		if ok && d != nil {
-			ds = append(ds, d)
-		}
-	}
-	sort.SliceStable(ds, func(i, j int) bool {
-		oi, iok := modeRank(ds[i].Name())
-		oj, jok := modeRank(ds[j].Name())
-		switch {
-		case iok && jok:
-			return oi < oj
-		case iok != jok:
-			return iok
-		}
-		return ds[i].Name() < ds[j].Name()
-	})
-	return ds
+	ds := []Detector{noneDetector{}, kernelDetector{}, userTimeoutDetector{}, retrofitDetector{}, probeDetector{}, heartbeatDetector{}}
+	return append(ds, platformDetectors()...)
 }
 
 // ModeNames lists the names of Detectors.
@@ -183,8 +133,11 @@ func ModeNames() []string {
 }
 
 // LookupDetector returns the detector of a mode name.
-func LookupDetector(name string) (Detector, error) {
-	for _, d := range Detectors() {
+func LookupDetector(name string) (Detector, error) { return lookupDetector(name, nil) }
+
+// lookupDetector looks name up in Detectors and then in extra.
+func lookupDetector(name string, extra []Detector) (Detector, error) {
+	for _, d := range append(Detectors(), extra...) {
 		if d.Name() == name {
 			return d, nil
 		}

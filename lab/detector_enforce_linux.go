@@ -20,7 +20,7 @@ import (
 // Enforce is the "enforce" mode: the client application never enables keepalive; the
 // kernel sets it on the client's socket at establishment, from the eBPF program of
 // 'keepalive enforce' attached to a cgroup that holds the dialling thread.
-func (modes) Enforce() Detector { return enforceDetector{} }
+func platformDetectors() []Detector { return []Detector{enforceDetector{}} }
 
 type enforceDetector struct{}
 

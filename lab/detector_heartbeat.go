@@ -11,9 +11,6 @@ import (
 	"github.com/keepalive-dev/keepalive/heartbeat"
 )
 
-// Heartbeat is the "heartbeat" mode: application heartbeats over the connection.
-func (modes) Heartbeat() Detector { return heartbeatDetector{} }
-
 // heartbeatDetector runs the heartbeat protocol: the client PINGs after Time without reading
 // (--idle, or Params["time"]) and declares the peer dead when nothing arrives within Timeout
 // (--interval × --count, or Params["timeout"]); the server process answers PONGs.

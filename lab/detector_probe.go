@@ -9,10 +9,6 @@ import (
 	"github.com/keepalive-dev/keepalive/probe"
 )
 
-// Probe is the "probe" mode: keepalive probes sent from user space, from outside the
-// application (what 'keepalive probe' does), one cycle per idle period.
-func (modes) Probe() Detector { return probeDetector{} }
-
 type probeDetector struct{}
 
 func (probeDetector) Name() string { return "probe" }

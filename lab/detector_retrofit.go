@@ -9,10 +9,6 @@ import (
 	"github.com/keepalive-dev/keepalive/host"
 )
 
-// Retrofit is the "retrofit" mode: the client application never enables keepalive itself;
-// it is set on its socket from outside, through pidfd_getfd (what 'keepalive enable' does).
-func (modes) Retrofit() Detector { return retrofitDetector{} }
-
 type retrofitDetector struct{}
 
 func (retrofitDetector) Name() string { return "retrofit" }

@@ -21,12 +21,12 @@ const HelperEnv = "KEEPALIVE_LAB_HELPER"
 //		lab.RunHelperIfRequested()
 //		...
 //	}
-func RunHelperIfRequested() {
+func RunHelperIfRequested(extra ...Detector) {
 	role := os.Getenv(HelperEnv)
 	if role == "" {
 		return
 	}
-	if err := runHelper(role); err != nil {
+	if err := runHelper(role, extra); err != nil {
 		fmt.Fprintln(os.Stderr, "keepalive lab helper:", err)
 		os.Exit(1)
 	}

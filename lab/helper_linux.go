@@ -29,7 +29,7 @@ const (
 // one connection, answers the greeting line, then reads commands on stdin: "abort" closes
 // the connection with SO_LINGER 0 (an RST, which the Reboot scenario drops on the way out)
 // and answers "aborted". End of stdin (the lab exited or was killed) ends the process.
-func runHelper(role string) error {
+func runHelper(role string, extra []Detector) error {
 	if role != "server" {
 		return fmt.Errorf("unknown role %q (allowed: server)", role)
 	}
@@ -45,7 +45,7 @@ func runHelper(role string) error {
 	}
 	var det Detector
 	if m := os.Getenv(envMode); m != "" {
-		d, err := LookupDetector(m)
+		d, err := lookupDetector(m, extra)
 		if err != nil {
 			return err
 		}

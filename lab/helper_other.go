@@ -2,4 +2,6 @@
 
 package lab
 
-func runHelper(role string) error { return ErrUnsupportedOS }
+func runHelper(role string, extra []Detector) error { return ErrUnsupportedOS }
+
+func platformDetectors() []Detector { return nil }

@@ -20,7 +20,7 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	RunHelperIfRequested()
+	RunHelperIfRequested(testOnlyHeartbeat{})
 	code := m.Run()
 	// Zero leftovers: nothing this test process created may survive it.
 	if left, err := Leftovers(); err == nil {
@@ -327,15 +327,14 @@ func TestTeardownOnPanicAndCancel(t *testing.T) {
 	})
 }
 
-// TestHeartbeat is a mode that exists only in the test binary (which is also the server
-// process), exercising ServerDetector, ReadsConn and Report the way package heartbeat will.
-func (modes) TestHeartbeat() Detector { return testHeartbeat{} }
+// testOnlyHeartbeat is a mode that exists only in the test binary (which is also the server
+// process: TestMain hands it to RunHelperIfRequested), exercising ServerDetector, ReadsConn
+// and Report the way package heartbeat does.
+type testOnlyHeartbeat struct{ noneDetector }
 
-type testHeartbeat struct{ noneDetector }
+func (testOnlyHeartbeat) Name() string { return "test-heartbeat" }
 
-func (testHeartbeat) Name() string { return "test-heartbeat" }
-
-func (testHeartbeat) Serve(ctx context.Context, conn net.Conn, params map[string]string) error {
+func (testOnlyHeartbeat) Serve(ctx context.Context, conn net.Conn, params map[string]string) error {
 	every, err := time.ParseDuration(params["every"])
 	if err != nil {
 		return err
@@ -354,7 +353,7 @@ func (testHeartbeat) Serve(ctx context.Context, conn net.Conn, params map[string
 	}
 }
 
-func (testHeartbeat) Attach(ctx context.Context, s *Session) (func(), error) {
+func (testOnlyHeartbeat) Attach(ctx context.Context, s *Session) (func(), error) {
 	s.ReadsConn = true
 	var mu sync.Mutex
 	last := time.Now()
@@ -395,10 +394,10 @@ func (testHeartbeat) Attach(ctx context.Context, s *Session) (func(), error) {
 func TestServerDetectorHook(t *testing.T) {
 	requireRoot(t)
 	t.Parallel()
-	if _, err := LookupDetector("test-heartbeat"); err != nil {
-		t.Fatal(err)
+	if _, err := LookupDetector("test-heartbeat"); err == nil {
+		t.Fatal("the test-only detector is among the command's modes")
 	}
-	r := runLab(t, Options{Scenario: Hung, Mode: "test-heartbeat", Config: fastCfg, Max: 4 * time.Second,
+	r := runLab(t, Options{Scenario: Hung, Detector: testOnlyHeartbeat{}, Config: fastCfg, Max: 4 * time.Second,
 		Params: map[string]string{"every": "100ms"}})
 	if !r.Detected || r.DetectedBy != "test-heartbeat" {
 		t.Fatalf("detected %v by %q (%s), want the heartbeat's own report", r.Detected, r.DetectedBy, r.ErrorText)
