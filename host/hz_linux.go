@@ -11,7 +11,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -133,8 +133,10 @@ func InferHZ(ctx context.Context) (int, error) {
 	}
 	local, _ := netip.ParseAddrPort(c.LocalAddr().String())
 	seen := map[time.Duration]bool{}
-	deadline := time.Now().Add(150 * time.Millisecond)
-	for i := 0; i < 400 && time.Now().Before(deadline); i++ {
+	// Sample until enough distinct values are seen (a busy machine samples less often, so
+	// allow up to a second): the gaps between them are whole jiffies.
+	deadline := time.Now().Add(time.Second)
+	for i := 0; i < 2000 && len(seen) < 60 && time.Now().Before(deadline); i++ {
 		if err := ctx.Err(); err != nil {
 			return 0, err
 		}
@@ -152,39 +154,46 @@ func InferHZ(ctx context.Context) (int, error) {
 	return hzFromSteps(seen)
 }
 
-// hzFromSteps turns distinct idiag_expires values into HZ: the smallest gap between
-// neighbours is one jiffy in whole milliseconds (1, 3–4, 4, 10 ms for 1000, 300, 250, 100).
+// hzFromSteps turns distinct idiag_expires values (whole milliseconds) into HZ. Their gaps
+// are whole jiffies: multiples of 1 ms at HZ 1000, of 4 ms at 250, of 10 ms at 100, and 3 or
+// 4 ms (jiffies_to_msecs rounding) at 300. On a busy machine samples are sparser and the
+// smallest gap may span several jiffies, so the greatest common divisor of the gaps decides,
+// not the smallest gap alone.
 func hzFromSteps(seen map[time.Duration]bool) (int, error) {
-	var vs []time.Duration
+	var vs []int64
 	for v := range seen {
-		vs = append(vs, v)
+		vs = append(vs, v.Milliseconds())
 	}
 	if len(vs) < 4 {
 		return 0, fmt.Errorf("host: infer HZ: only %d distinct timer values seen", len(vs))
 	}
-	sort.Slice(vs, func(i, j int) bool { return vs[i] < vs[j] })
-	step := time.Duration(1 << 62)
-	steps := map[time.Duration]bool{}
+	slices.Sort(vs)
+	var g, minGap int64
 	for i := 1; i < len(vs); i++ {
-		dd := vs[i] - vs[i-1]
-		steps[dd] = true
-		step = min(step, dd)
-	}
-	switch step / time.Millisecond {
-	case 1:
-		return 1000, nil
-	case 3:
-		return 300, nil
-	case 4:
-		if steps[3*time.Millisecond] {
-			return 300, nil
+		d := vs[i] - vs[i-1]
+		if d <= 0 {
+			continue
 		}
-		return 250, nil
-	case 10:
+		if minGap == 0 || d < minGap {
+			minGap = d
+		}
+		a, b := g, d
+		for b != 0 {
+			a, b = b, a%b
+		}
+		g = a
+	}
+	switch {
+	case g == 0:
+		return 0, fmt.Errorf("host: infer HZ: no step between %d timer values", len(vs))
+	case minGap <= 2:
+		return 1000, nil
+	case g%10 == 0:
 		return 100, nil
+	case g%4 == 0:
+		return 250, nil
+	case g == 1 && minGap >= 3:
+		return 300, nil
 	}
-	if step <= 0 {
-		return 0, fmt.Errorf("host: infer HZ: no step")
-	}
-	return int(time.Second / step), nil
+	return 0, fmt.Errorf("host: infer HZ: timer values step by multiples of %d ms, which matches no usual HZ (100, 250, 300, 1000)", g)
 }

@@ -29,12 +29,19 @@ func TestParseKernelConfigHZ(t *testing.T) {
 
 func TestHZFromSteps(t *testing.T) {
 	ms := time.Millisecond
-	for hz, vals := range map[int][]time.Duration{
-		1000: {1000 * ms, 999 * ms, 998 * ms, 996 * ms},
-		250:  {1000 * ms, 996 * ms, 992 * ms, 984 * ms},
-		100:  {1000 * ms, 990 * ms, 980 * ms, 960 * ms},
-		300:  {1000 * ms, 997 * ms, 994 * ms, 990 * ms, 987 * ms},
+	for _, tc := range []struct {
+		hz   int
+		vals []time.Duration
+	}{
+		{1000, []time.Duration{1000 * ms, 999 * ms, 998 * ms, 996 * ms}},
+		{250, []time.Duration{1000 * ms, 996 * ms, 992 * ms, 984 * ms}},
+		{100, []time.Duration{1000 * ms, 990 * ms, 980 * ms, 960 * ms}},
+		{300, []time.Duration{1000 * ms, 997 * ms, 994 * ms, 990 * ms, 987 * ms}},
+		// A busy machine samples sparsely: no two neighbouring jiffies seen.
+		{250, []time.Duration{1000 * ms, 992 * ms, 980 * ms, 960 * ms, 948 * ms}},
+		{100, []time.Duration{1000 * ms, 980 * ms, 950 * ms, 930 * ms}},
 	} {
+		hz, vals := tc.hz, tc.vals
 		seen := map[time.Duration]bool{}
 		for _, v := range vals {
 			seen[v] = true
