@@ -18,6 +18,7 @@ type auditOptions struct {
 	sort         string
 	deep         string
 	failOnRisk   bool
+	hz           int
 }
 
 // auditDeepAutoLimit is the number of socket descriptors on the host up to which
@@ -89,6 +90,7 @@ Exit status: 0, or 3 with --fail-on-risk when a connection is at risk.`,
 	f.StringVar(&o.sort, "sort", "none", "row order: none (kernel order), risk, idle, detect, process, local, peer, state")
 	f.StringVar(&o.deep, "deep", "auto", "read exact settings through the owner's descriptor: auto, always, never")
 	f.BoolVar(&o.failOnRisk, "fail-on-risk", false, "exit with status 3 when any connection is at risk")
+	f.IntVar(&o.hz, "hz", 0, "kernel CONFIG_HZ for the detection windows (default: detected on this host; 100 when unknown)")
 	return cmd
 }
 
@@ -107,6 +109,18 @@ func auditRun(cmd *cobra.Command, g *globalOptions, o *auditOptions) error {
 		if ao.Assess.Middlebox == 0 {
 			ao.Assess.Middlebox, ao.Assess.MiddleboxName = e.IdleTimeout, e.Name
 		}
+		if e.Refresh == keepalive.RefreshDataOnly {
+			ao.DataOnly = e.Name
+		}
+	}
+	if o.hz != 0 && (o.hz < 10 || o.hz > 10000) {
+		return usagef("invalid --hz %d (allowed: 10..10000, typically 100, 250, 300 or 1000)", o.hz)
+	}
+	if o.hz != 0 {
+		ao.Assess.HZ, ao.HZSource = o.hz, "--hz"
+	} else {
+		tm := host.DetectTimers(cmd.Context())
+		ao.Assess.HZ, ao.HZSource = tm.HZ, tm.HZSource
 	}
 	if !slices.Contains(report.SortKeys(), o.sort) {
 		return usagef("invalid --sort %q (allowed: none, risk, idle, detect, process, local, peer, state)", o.sort)

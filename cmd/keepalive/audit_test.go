@@ -380,6 +380,7 @@ func TestAuditBadInput(t *testing.T) {
 		{[]string{"audit", "--state", "sleepy"}, 2, `unknown TCP state "sleepy"`},
 		{[]string{"audit", "--deep", "sometimes"}, 2, `invalid --deep "sometimes"`},
 		{[]string{"audit", "--env", "moon"}, 2, `unknown environment "moon"`},
+		{[]string{"audit", "--hz", "5"}, 2, "invalid --hz 5 (allowed: 10..10000"},
 		{[]string{"audit", "--netns", "a", "--all-netns"}, 2, "exclude each other"},
 		{[]string{"audit", "--netns", "kahost-does-not-exist"}, 1, `network namespace "kahost-does-not-exist" not found`},
 		{[]string{"enable", "--idle", "60"}, 2, "--all"},
@@ -394,5 +395,29 @@ func TestAuditBadInput(t *testing.T) {
 		if code != tc.code || !strings.Contains(errOut, tc.want) {
 			t.Errorf("%v: exit %d, stderr %q; want exit %d and %q", tc.args, code, errOut, tc.code, tc.want)
 		}
+	}
+}
+
+// TestAuditTimersAndDataOnly checks that audit says which HZ its windows use and where it
+// came from, and that a data-only middlebox gets the heartbeat advice, in text and JSON.
+func TestAuditTimersAndDataOnly(t *testing.T) {
+	bin, _ := hostBuild(t)
+	out, errOut, code := hostRun(t, bin, "audit", "--port", "1", "--env", "aws-alb")
+	if code != 0 || !strings.Contains(out, "Timers: HZ ") || !strings.Contains(out, "aws-alb counts only data as activity: TCP keepalive cannot keep this flow") {
+		t.Errorf("audit --env aws-alb: exit %d\n%s\n%s", code, out, errOut)
+	}
+	out, errOut, code = hostRun(t, bin, "audit", "--port", "1", "--env", "aws-alb", "--hz", "1000", "--json")
+	var got struct {
+		Summary struct {
+			HZ        int    `json:"hz"`
+			HZSource  string `json:"hz_source"`
+			Heartbeat string `json:"heartbeat_advice"`
+		} `json:"summary"`
+	}
+	if err := json.Unmarshal([]byte(out), &got); err != nil || code != 0 {
+		t.Fatalf("audit --json: exit %d, %v\n%s\n%s", code, err, out, errOut)
+	}
+	if got.Summary.HZ != 1000 || got.Summary.HZSource != "--hz" || !strings.Contains(got.Summary.Heartbeat, "application heartbeats") {
+		t.Errorf("summary %+v", got.Summary)
 	}
 }

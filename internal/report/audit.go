@@ -342,6 +342,11 @@ type AuditOptions struct {
 	// DeepAutoLimit is the socket-descriptor limit that --deep=auto uses, for the note on
 	// inferred rows.
 	DeepAutoLimit int
+	// HZSource says where Assess.HZ came from ("/proc/config.gz", "--hz", …), for the summary.
+	HZSource string
+	// DataOnly names a middlebox preset that counts only data as activity: TCP keepalive
+	// cannot keep its flows, and the summary says to use application heartbeats.
+	DataOnly string
 }
 
 // SortKeys are the allowed AuditOptions.Sort values.
@@ -414,7 +419,7 @@ func Audit(ctx context.Context, out io.Writer, o AuditOptions) (atRisk int, err 
 	}
 	if o.JSON {
 		w.WriteString(`],"summary":`)
-		if err := auditWriteSummaryJSON(w, sum, j); err != nil {
+		if err := auditWriteSummaryJSON(w, sum, j, o); err != nil {
 			return sum.atRisk, err
 		}
 		w.WriteString("}\n")
@@ -432,6 +437,12 @@ func Audit(ctx context.Context, out io.Writer, o AuditOptions) (atRisk int, err 
 		w.WriteString(sum.line() + "\n")
 		if n := j.sysctlNote(); n != "" {
 			w.WriteString("Note: " + n + ".\n")
+		}
+		if o.DataOnly != "" {
+			fmt.Fprintf(w, "Note: %s counts only data as activity: %s.\n", o.DataOnly, keepalive.HeartbeatAdvice)
+		}
+		if o.HZSource != "" {
+			fmt.Fprintf(w, "Timers: HZ %d (%s)\n", j.opts.HZ, o.HZSource)
 		}
 	}
 	return sum.atRisk, w.Flush()
@@ -834,7 +845,7 @@ func auditAppendString(b []byte, s string) []byte {
 	return append(b, '"')
 }
 
-func auditWriteSummaryJSON(w io.Writer, sum *auditSummary, j *auditJudge) error {
+func auditWriteSummaryJSON(w io.Writer, sum *auditSummary, j *auditJudge, o AuditOptions) error {
 	type summary struct {
 		Connections      int            `json:"connections"`
 		AtRisk           int            `json:"at_risk"`
@@ -846,10 +857,16 @@ func auditWriteSummaryJSON(w io.Writer, sum *auditSummary, j *auditJudge) error 
 		ByProcess        []auditProc    `json:"by_process"`
 		Text             string         `json:"text"`
 		SysctlsAssumed   string         `json:"sysctls_assumed,omitempty"`
+		HZ               int            `json:"hz,omitempty"`
+		HZSource         string         `json:"hz_source,omitempty"`
+		Heartbeat        string         `json:"heartbeat_advice,omitempty"`
 	}
 	out := summary{Connections: sum.total, AtRisk: sum.atRisk, ByRisk: sum.byKind, Inferred: sum.inferred,
 		WithoutOwner: sum.noOwner, MiddleboxTimeout: j.opts.Middlebox.Milliseconds(), DetectWithin: j.opts.DetectWithin.Milliseconds(),
-		ByProcess: sum.procs(), Text: sum.line(), SysctlsAssumed: j.sysctlNote()}
+		ByProcess: sum.procs(), Text: sum.line(), SysctlsAssumed: j.sysctlNote(), HZ: j.opts.HZ, HZSource: o.HZSource}
+	if o.DataOnly != "" {
+		out.Heartbeat = o.DataOnly + " counts only data as activity: " + keepalive.HeartbeatAdvice
+	}
 	b, err := json.Marshal(out)
 	if err != nil {
 		return err
