@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/keepalive-dev/keepalive"
+	"github.com/keepalive-dev/keepalive/host"
 	"github.com/keepalive-dev/keepalive/internal/nstest"
 	"golang.org/x/sys/unix"
 )
@@ -45,22 +46,7 @@ func rawGet(t *testing.T, c syscall.Conn) (on, idle, intvl, cnt, utMS int) {
 
 func loopbackPair(t *testing.T, network, addr string) (*net.TCPConn, *net.TCPConn) {
 	t.Helper()
-	ln, err := net.Listen(network, addr)
-	if err != nil {
-		t.Fatalf("listen %s %s: %v", network, addr, err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	d := net.Dialer{KeepAlive: -1}
-	c, err := d.Dial(network, ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close(); s.Close() })
-	return c.(*net.TCPConn), s.(*net.TCPConn)
+	return nstest.Loopback(t, network, addr)
 }
 
 func TestApplyGetRoundTrip(t *testing.T) {
@@ -94,7 +80,7 @@ func TestApplyPartialKeepsOtherFields(t *testing.T) {
 	if err := keepalive.Apply(c, keepalive.Config{Interval: 3 * time.Second}); err != nil {
 		t.Fatal(err)
 	}
-	sys, err := keepalive.ReadSysctl("")
+	sys, err := host.ReadSysctl("")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -213,36 +199,6 @@ func TestKernelDetectsSilentPeer(t *testing.T) {
 		t.Fatalf("detected after %s, predicted %s (band −0.2 s … +1.5 s)", took, want)
 	}
 	t.Logf("ETIMEDOUT after %s (predicted %s)", took.Round(time.Millisecond), want)
-}
-
-func TestReadSysctlNamespace(t *testing.T) {
-	nstest.Require(t)
-	t.Parallel()
-	ns := nstest.NewNS(t, "kacore")
-	s, err := keepalive.ReadSysctl(ns.Name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// A new namespace starts at the kernel defaults, not the host's values.
-	if s.Keepalive != keepalive.LinuxDefaults() {
-		t.Fatalf("fresh namespace sysctls = %+v, want %+v", s.Keepalive, keepalive.LinuxDefaults())
-	}
-	if err := keepalive.SetSysctl(ns.Name, keepalive.Config{Idle: 60 * time.Second, Count: 4}); err != nil {
-		t.Fatal(err)
-	}
-	s, err = keepalive.ReadSysctl(ns.Name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if want := (keepalive.Config{Idle: 60 * time.Second, Interval: 75 * time.Second, Count: 4}); s.Keepalive != want {
-		t.Fatalf("after set: %+v, want %+v", s.Keepalive, want)
-	}
-	if err := keepalive.SetSysctl(ns.Name, keepalive.Config{Idle: 60 * time.Second, Count: 0, Interval: 40000 * time.Second}); err == nil {
-		t.Fatal("SetSysctl accepted interval 40000s")
-	}
-	if s2, _ := keepalive.ReadSysctl(ns.Name); s2.Keepalive != s.Keepalive {
-		t.Fatalf("invalid SetSysctl changed values: %+v", s2.Keepalive)
-	}
 }
 
 // TestControlNeedsKeepAliveOff documents the pitfall Control's comment warns about: Go's

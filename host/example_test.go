@@ -87,3 +87,14 @@ func ExampleNamespaces() {
 		fmt.Println(s.Namespace.Label(), s.String(), s.Owners)
 	}
 }
+
+// Assess judges a connection against the middlebox in front of it.
+func ExampleAssess() {
+	s := host.Socket{State: host.StateEstablished, Settings: &keepalive.Settings{Enabled: true}}
+	a := host.Assess(s, host.AssessOptions{Middlebox: 350 * time.Second, MiddleboxName: "aws-nat-gateway"})
+	fmt.Println(a.Risk, a.AtRisk)
+	fmt.Println(a.Verdict)
+	// Output:
+	// middlebox true
+	// first probe after 7200 s but the aws-nat-gateway forgets after 350 s
+}

@@ -13,7 +13,8 @@ type NewOptions struct {
 	// /var/run/netns, or a path) in which the capture and the injection
 	// sockets are opened. The probed connections must live there.
 	Netns string
-	// Checker reads the local sockets right before every injection. Required.
+	// Checker reads the local sockets right before every injection; nil means
+	// HostChecker(Netns): the kernel's own view through sock_diag.
 	Checker Checker
 }
 
@@ -40,7 +41,7 @@ type Prober struct {
 // error then wraps [ErrPermission]) and works on Linux only ([ErrNotLinux]).
 func New(opts NewOptions) (*Prober, error) {
 	if opts.Checker == nil {
-		return nil, errors.New("probe.New: a Checker is required (it re-reads each socket before injecting)")
+		opts.Checker = HostChecker(opts.Netns)
 	}
 	tr, err := newTransport(opts.Netns)
 	if err != nil {

@@ -67,8 +67,9 @@ type flowKey struct{ src, dst netip.AddrPort }
 
 // Run probes every flow concurrently over tr and returns the results in the
 // order of flows. emit, when non-nil, receives each result as soon as it is
-// known. Sockets are checked with chk right before every injection. Duplicate
-// and invalid flows are rejected.
+// known. Sockets are checked with chk right before every injection (nil:
+// HostChecker(""), the current namespace's sockets as the kernel sees them).
+// Duplicate and invalid flows are rejected.
 func Run(ctx context.Context, flows []Flow, opt Options, tr Transport, chk Checker, emit func(Result)) ([]Result, error) {
 	if err := opt.Validate(); err != nil {
 		return nil, err
@@ -79,8 +80,11 @@ func Run(ctx context.Context, flows []Flow, opt Options, tr Transport, chk Check
 	if opt.Rate == 0 {
 		opt.Rate = DefaultRate
 	}
-	if tr == nil || chk == nil {
-		return nil, errors.New("probe: Run needs a transport and a checker")
+	if tr == nil {
+		return nil, errors.New("probe: Run needs a transport")
+	}
+	if chk == nil {
+		chk = HostChecker("")
 	}
 	cfg := opt.Config.WithDefaults()
 	now := time.Now()

@@ -132,32 +132,22 @@ func (a auditBounds) KeepaliveBounds() host.KeepaliveBounds {
 		IdleMax: time.Duration(a.idle) * time.Second, ProbesOut: int(a.probes)}
 }
 
-// auditVerdict is the judgement for one kind of socket (memoized: many sockets share one).
-type auditVerdict struct {
-	risk     bool
-	kind     string // "no-keepalive", "middlebox", "in-flight", "slow", "unknown", "ok", "not-assessed"
-	text     string
-	detected bool
-	detect   time.Duration
-	// detectMin (settings only bounded): detection takes at least this long.
-	detectMin time.Duration
-	errno     string
-}
-
+// auditVerdictKey is what a verdict depends on: sockets that agree on it share one
+// host.Assessment (audit may judge 200 000 sockets; a few hundred kinds are typical).
 type auditVerdictKey struct {
 	ka       auditKA
 	inflight bool
 	assess   bool
+	defaults keepalive.Config
 	retries2 int
 }
 
 // auditJudge holds the run's parameters and a cache of verdicts.
 type auditJudge struct {
-	middlebox    time.Duration
-	mbName       string
-	detectWithin time.Duration
-	cache        map[auditVerdictKey]*auditVerdict
-	sysctls      map[string]keepalive.Sysctl
+	opts  host.AssessOptions
+	cache map[auditVerdictKey]*host.Assessment
+	// sysctls caches each namespace's sysctls.
+	sysctls map[string]host.Sysctl
 	// containers caches the container of each owning process (nil: none).
 	containers map[int]*host.Container
 	// sysctlErrs names the namespaces whose sysctls could not be read (Linux defaults assumed).
@@ -206,13 +196,13 @@ func (j *auditJudge) sysctlNote() string {
 	return fmt.Sprintf("sysctls of network namespace %s unreadable (%v): assumed the Linux defaults 7200/75/9", strings.Join(names, ", "), first)
 }
 
-func (j *auditJudge) sysctl(netns string) keepalive.Sysctl {
+func (j *auditJudge) sysctl(netns string) host.Sysctl {
 	if s, ok := j.sysctls[netns]; ok {
 		return s
 	}
-	s, err := keepalive.ReadSysctl(netns)
+	s, err := host.ReadSysctl(netns)
 	if err != nil {
-		s = keepalive.Sysctl{NetNS: netns, Keepalive: keepalive.LinuxDefaults(), Retries2: 15}
+		s = host.Sysctl{NetNS: netns, Keepalive: keepalive.LinuxDefaults(), Retries2: 15}
 		if j.sysctlErrs == nil {
 			j.sysctlErrs = map[string]error{}
 		}
@@ -222,7 +212,9 @@ func (j *auditJudge) sysctl(netns string) keepalive.Sysctl {
 	return s
 }
 
-func auditSettings(s *host.Socket, sys keepalive.Sysctl) auditKA {
+// auditSettings is the socket's keepalive as audit shows it (the same facts as
+// host.Assess's Source, Known, Enabled, Config and Bounds, in a compact form).
+func auditSettings(s *host.Socket) auditKA {
 	if s.Settings != nil {
 		return auditKA{known: true, enabled: s.Settings.Enabled, cfg: s.Settings.Config}
 	}
@@ -237,128 +229,23 @@ func auditSettings(s *host.Socket, sys keepalive.Sysctl) auditKA {
 	return auditKA{known: true, enabled: true, inferred: true, bounded: true, bounds: auditBoundsOf(b)}
 }
 
-func (j *auditJudge) judge(s *host.Socket, ka auditKA, sys keepalive.Sysctl) *auditVerdict {
+// judge returns the socket's assessment, shared with every socket of the same kind.
+func (j *auditJudge) judge(s *host.Socket, ka auditKA, sys host.Sysctl) *host.Assessment {
 	inflight := s.SendQ > 0 || (s.Info != nil && (s.Info.Unacked > 0 || s.Info.NotSent > 0))
 	assess := s.State == host.StateEstablished || s.State == host.StateCloseWait
 	if ka.bounded {
 		// Only the refresh bound enters the verdict: keep the cache small.
 		ka.bounds = auditBounds{refresh: ka.bounds.refresh}
 	}
-	key := auditVerdictKey{ka: ka, inflight: inflight, assess: assess, retries2: sys.Retries2}
+	key := auditVerdictKey{ka: ka, inflight: inflight, assess: assess, defaults: sys.Keepalive, retries2: sys.Retries2}
 	if v, ok := j.cache[key]; ok {
 		return v
 	}
-	v := j.compute(key, sys)
-	j.cache[key] = v
-	return v
-}
-
-func (j *auditJudge) compute(k auditVerdictKey, sys keepalive.Sysctl) *auditVerdict {
-	v := &auditVerdict{}
-	if !k.assess {
-		v.kind, v.text = "not-assessed", "-"
-		return v
-	}
-	cfg := k.ka.cfg.WithDefaults(sys.Keepalive)
-	if k.inflight {
-		ut := time.Duration(0)
-		if k.ka.known {
-			ut = k.ka.cfg.UserTimeout
-		}
-		tl := keepalive.Predict(keepalive.Model{Config: keepalive.Config{UserTimeout: ut}.WithDefaults(sys.Keepalive),
-			Enabled: k.ka.enabled, Scenario: keepalive.ScenarioInFlight, Retries2: sys.Retries2})
-		v.detected, v.detect, v.errno = tl.Detected, tl.Detection, tl.Error
-		if ut == 0 {
-			v.risk, v.kind = true, "in-flight"
-			v.text = "data in flight and no user timeout: ≈ " + keepalive.HumanDuration(tl.Detection)
-			if !k.ka.known {
-				v.text += " (keepalive setting hidden by the retransmission timer)"
-			} else if k.ka.bounded {
-				v.text += " (user timeout not readable without the owner's descriptor)"
-			}
-			return v
-		}
-		v.kind, v.text = "ok", "data in flight, user timeout "+ut.String()
-		return j.checkWithin(v)
-	}
-	if !k.ka.known {
-		v.kind, v.text = "unknown", "keepalive unknown (timer hides it; grant CAP_SYS_PTRACE for the exact value)"
-		return v
-	}
-	if !k.ka.enabled {
-		v.risk, v.kind, v.text = true, "no-keepalive", "no keepalive: a dead peer is never noticed"
-		if j.middlebox > 0 {
-			v.text += fmt.Sprintf("; the %s forgets the idle flow after %s", j.mbName, fmtSecs(j.middlebox))
-		}
-		return v
-	}
-	if k.ka.bounded {
-		return j.computeBounded(v, k.ka.bounds.KeepaliveBounds())
-	}
-	tl := keepalive.Predict(keepalive.Model{Config: cfg, Enabled: true, Scenario: keepalive.ScenarioSilent, Retries2: sys.Retries2})
-	v.detected, v.detect, v.errno = tl.Detected, tl.Detection, tl.Error
-	if j.middlebox > 0 && cfg.Idle >= j.middlebox {
-		v.risk, v.kind = true, "middlebox"
-		v.text = fmt.Sprintf("first probe after %s but the %s forgets after %s", fmtSecs(cfg.Idle), j.mbName, fmtSecs(j.middlebox))
-		return v
-	}
-	// Refresh period: after an answered probe the next comes one interval later, so a live
-	// flow is refreshed every max(idle, interval) (keepalive.Config.CheckMiddlebox).
-	if j.middlebox > 0 && cfg.Interval > cfg.Idle && cfg.Interval >= j.middlebox {
-		v.risk, v.kind = true, "middlebox"
-		v.text = fmt.Sprintf("refreshed every max(idle, interval) = %s but the %s forgets after %s", fmtSecs(cfg.Interval), j.mbName, fmtSecs(j.middlebox))
-		return v
-	}
-	v.kind = "ok"
-	if tl.Detected {
-		v.text = "ok: dead peer noticed after " + keepalive.HumanDuration(tl.Detection)
-	} else {
-		v.text = "ok"
-	}
-	return j.checkWithin(v)
-}
-
-// computeBounded judges a socket whose keepalive is on but whose settings are only bounded
-// by the kernel timer: a risk is reported only when the bounds prove it, and the verdict
-// says that it rests on bounds. Keepalive refreshes an idle flow every max(idle, interval)
-// (after an answered probe the timer fires one interval later), which is ≥ b.RefreshMin;
-// a silent peer is noticed no sooner than that either.
-func (j *auditJudge) computeBounded(v *auditVerdict, b host.KeepaliveBounds) *auditVerdict {
-	const why = "grant CAP_SYS_PTRACE for the exact settings"
-	r := fmtSecs(b.RefreshMin)
-	// A silent peer is noticed after idle + count·interval ≥ max(idle, interval).
-	v.detectMin = b.RefreshMin
-	switch {
-	case j.middlebox > 0 && b.RefreshMin >= j.middlebox:
-		v.risk, v.kind = true, "middlebox"
-		v.text = fmt.Sprintf("on bounds: keepalive refreshes the flow every max(idle, interval) ≥ %s but the %s forgets after %s", r, j.mbName, fmtSecs(j.middlebox))
-	case j.detectWithin > 0 && b.RefreshMin > j.detectWithin:
-		v.risk, v.kind = true, "slow"
-		v.text = fmt.Sprintf("on bounds: dead peer noticed after ≥ %s, more than %s", r, fmtSecs(j.detectWithin))
-	case j.middlebox > 0 || j.detectWithin > 0:
-		v.kind = "unknown"
-		v.text = fmt.Sprintf("keepalive on, settings unreadable (kernel timer: max(idle, interval) ≥ %s): cannot tell; %s", r, why)
-	default:
-		v.kind = "ok"
-		v.text = fmt.Sprintf("ok on bounds: keepalive on, max(idle, interval) ≥ %s (settings unreadable)", r)
-	}
-	return v
-}
-
-func (j *auditJudge) checkWithin(v *auditVerdict) *auditVerdict {
-	if j.detectWithin > 0 && v.detected && v.detect > j.detectWithin {
-		v.risk, v.kind = true, "slow"
-		v.text = fmt.Sprintf("dead peer noticed after %s, more than %s", keepalive.HumanDuration(v.detect), fmtSecs(j.detectWithin))
-	}
-	return v
-}
-
-// fmtSecs renders whole seconds as "350 s", otherwise Go syntax.
-func fmtSecs(d time.Duration) string {
-	if d%time.Second == 0 {
-		return strconv.FormatInt(int64(d/time.Second), 10) + " s"
-	}
-	return d.String()
+	o := j.opts
+	o.Defaults, o.Retries2 = sys.Keepalive, sys.Retries2
+	v := host.Assess(*s, o)
+	j.cache[key] = &v
+	return &v
 }
 
 // auditRow is what audit keeps of one socket when rows must be sorted or tabulated: a compact,
@@ -366,7 +253,7 @@ func fmtSecs(d time.Duration) string {
 type auditRow struct {
 	sock    auditSock
 	ka      auditKA
-	verdict *auditVerdict
+	verdict *host.Assessment
 }
 
 // auditSock holds the fields of host.Socket that audit prints.
@@ -451,9 +338,9 @@ func (s *auditSummary) add(r *auditRow, settingsErr error) {
 			s.settingsErr = settingsErr
 		}
 	}
-	if r.verdict.risk {
+	if r.verdict.AtRisk {
 		s.atRisk++
-		s.byKind[r.verdict.kind]++
+		s.byKind[string(r.verdict.Risk)]++
 	}
 	if len(r.sock.Owners) == 0 {
 		s.noOwner++
@@ -470,7 +357,7 @@ func (s *auditSummary) add(r *auditRow, settingsErr error) {
 			s.byProc[o.PID] = p
 		}
 		p.Connections++
-		if r.verdict.risk {
+		if r.verdict.AtRisk {
 			p.AtRisk++
 		}
 	}
@@ -525,16 +412,15 @@ func auditRun(cmd *cobra.Command, g *globalOptions, o *auditOptions) error {
 	if err != nil {
 		return err
 	}
-	j := &auditJudge{detectWithin: o.detectWithin, mbName: "middlebox",
-		cache: map[auditVerdictKey]*auditVerdict{}, sysctls: map[string]keepalive.Sysctl{}}
-	j.middlebox = o.middlebox
+	j := &auditJudge{opts: host.AssessOptions{Middlebox: o.middlebox, DetectWithin: o.detectWithin},
+		cache: map[auditVerdictKey]*host.Assessment{}, sysctls: map[string]host.Sysctl{}}
 	if o.env != "" {
 		e, err := keepalive.LookupEnvironment(o.env)
 		if err != nil {
 			return usagef("invalid --env: %v", err)
 		}
-		if j.middlebox == 0 {
-			j.middlebox, j.mbName = e.IdleTimeout, e.Name
+		if j.opts.Middlebox == 0 {
+			j.opts.Middlebox, j.opts.MiddleboxName = e.IdleTimeout, e.Name
 		}
 	}
 	sortKey := o.sort
@@ -567,7 +453,7 @@ func auditRun(cmd *cobra.Command, g *globalOptions, o *auditOptions) error {
 	first := true
 	err = host.Walk(cmd.Context(), opt, func(s *host.Socket) error {
 		sys := j.sysctl(s.NetNS)
-		r := auditRow{sock: auditSockOf(s, s.Owners), ka: auditSettings(s, sys)}
+		r := auditRow{sock: auditSockOf(s, s.Owners), ka: auditSettings(s)}
 		r.sock.container = j.containerOf(s)
 		r.verdict = j.judge(s, r.ka, sys)
 		sum.add(&r, s.SettingsErr)
@@ -649,10 +535,10 @@ func auditSort(rows []*auditRow, key string) {
 		return r.sock.Owners[0].PID, r.sock.Owners[0].Comm
 	}
 	detectOf := func(r *auditRow) time.Duration {
-		if !r.verdict.detected {
+		if !r.verdict.Detected {
 			return 1<<63 - 1
 		}
-		return r.verdict.detect
+		return r.verdict.Detection
 	}
 	cmpAddr := func(a, b *auditRow, remote bool) int {
 		x, y := a.sock.Local, b.sock.Local
@@ -668,10 +554,10 @@ func auditSort(rows []*auditRow, key string) {
 	case "risk":
 		f = func(a, b *auditRow) int {
 			ra, rb := 0, 0
-			if a.verdict.risk {
+			if a.verdict.AtRisk {
 				ra = 1
 			}
-			if b.verdict.risk {
+			if b.verdict.AtRisk {
 				rb = 1
 			}
 			return cmp.Or(rb-ra, cmp.Compare(detectOf(b), detectOf(a)), cmp.Compare(b.sock.Idle(), a.sock.Idle()))
@@ -828,15 +714,15 @@ func auditCells(cells []string, r *auditRow, multiNS, withCont bool) []string {
 		cells = append(cells, ns)
 	}
 	detect := "never"
-	if r.verdict.detected {
-		detect = auditDur(r.verdict.detect)
-	} else if r.verdict.detectMin > 0 {
-		detect = "≥" + auditDur(r.verdict.detectMin)
-	} else if r.verdict.kind == "not-assessed" || r.verdict.kind == "unknown" {
+	if r.verdict.Detected {
+		detect = auditDur(r.verdict.Detection)
+	} else if r.verdict.DetectionMin > 0 {
+		detect = "≥" + auditDur(r.verdict.DetectionMin)
+	} else if r.verdict.Risk == host.RiskNotAssessed || r.verdict.Risk == host.RiskUnknown {
 		detect = "-"
 	}
-	risk := r.verdict.text
-	if r.verdict.risk {
+	risk := r.verdict.Verdict
+	if r.verdict.AtRisk {
 		risk = "! " + risk
 	}
 	idle := "-"
@@ -980,24 +866,24 @@ func auditAppendJSON(b []byte, r *auditRow) []byte {
 	b = append(b, `,"retrans":`...)
 	b = strconv.AppendInt(b, int64(s.TimerRetrans), 10)
 	b = append(b, `},"detect_ms":`...)
-	if r.verdict.detected {
-		b = strconv.AppendInt(b, r.verdict.detect.Milliseconds(), 10)
+	if r.verdict.Detected {
+		b = strconv.AppendInt(b, r.verdict.Detection.Milliseconds(), 10)
 		b = append(b, `,"detect_error":"`...)
-		b = append(b, r.verdict.errno...)
+		b = append(b, r.verdict.Error...)
 		b = append(b, '"')
 	} else {
 		b = append(b, "null"...)
-		if r.verdict.detectMin > 0 {
+		if r.verdict.DetectionMin > 0 {
 			b = append(b, `,"detect_min_ms":`...)
-			b = strconv.AppendInt(b, r.verdict.detectMin.Milliseconds(), 10)
+			b = strconv.AppendInt(b, r.verdict.DetectionMin.Milliseconds(), 10)
 		}
 	}
 	b = append(b, `,"at_risk":`...)
-	b = strconv.AppendBool(b, r.verdict.risk)
+	b = strconv.AppendBool(b, r.verdict.AtRisk)
 	b = append(b, `,"risk":"`...)
-	b = append(b, r.verdict.kind...)
+	b = append(b, r.verdict.Risk...)
 	b = append(b, `","verdict":`...)
-	b = auditAppendString(b, r.verdict.text)
+	b = auditAppendString(b, r.verdict.Verdict)
 	b = append(b, '}')
 	return b
 }
@@ -1045,7 +931,7 @@ func auditWriteSummaryJSON(w io.Writer, sum *auditSummary, j *auditJudge) error 
 		SysctlsAssumed   string         `json:"sysctls_assumed,omitempty"`
 	}
 	out := summary{Connections: sum.total, AtRisk: sum.atRisk, ByRisk: sum.byKind, Inferred: sum.inferred,
-		WithoutOwner: sum.noOwner, MiddleboxTimeout: j.middlebox.Milliseconds(), DetectWithin: j.detectWithin.Milliseconds(),
+		WithoutOwner: sum.noOwner, MiddleboxTimeout: j.opts.Middlebox.Milliseconds(), DetectWithin: j.opts.DetectWithin.Milliseconds(),
 		ByProcess: sum.procs(), Text: sum.line(), SysctlsAssumed: j.sysctlNote()}
 	b, err := json.Marshal(out)
 	if err != nil {

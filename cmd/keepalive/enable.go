@@ -155,6 +155,11 @@ type enableResultJSON struct {
 	Changed bool                `json:"changed"`
 	Gone    bool                `json:"gone,omitempty"`
 	Error   string              `json:"error,omitempty"`
+	// Risk and Verdict judge the connection with its settings after the change (host.Assess,
+	// against --env/--middlebox-timeout and --detect-within).
+	Risk    host.RiskKind `json:"risk,omitempty"`
+	AtRisk  bool          `json:"at_risk,omitempty"`
+	Verdict string        `json:"verdict,omitempty"`
 }
 
 type enableRound struct {
@@ -195,6 +200,10 @@ func enableRun(cmd *cobra.Command, g *globalOptions, o *enableOptions) error {
 	}
 	ctx := cmd.Context()
 	want := keepalive.Settings{Enabled: true, Config: cfg}
+	aopt := host.AssessOptions{Middlebox: o.middlebox, DetectWithin: o.detectWithin}
+	if e, err := keepalive.LookupEnvironment(o.env); o.env != "" && err == nil && aopt.Middlebox == 0 {
+		aopt.Middlebox, aopt.MiddleboxName = e.IdleTimeout, e.Name
+	}
 	handled := map[uint64]bool{} // cookies done in earlier rounds (--watch)
 	var firstErr error
 	for round := 1; ; round++ {
@@ -234,6 +243,10 @@ func enableRun(cmd *cobra.Command, g *globalOptions, o *enableOptions) error {
 			case r.Err == nil:
 				b, a := enableSettings(r.Before), enableSettings(r.After)
 				j.Before, j.After = &b, &a
+				s := r.Socket
+				s.Settings = &r.After
+				as := host.Assess(s, aopt)
+				j.Risk, j.AtRisk, j.Verdict = as.Risk, as.AtRisk, as.Verdict
 				if r.Changed {
 					rep.Changed++
 				} else {

@@ -317,7 +317,7 @@ ln, err := keepalive.Listen(ctx, "tcp", ":8080", cfg)       // accepted conns in
 // net.KeepAliveConfig has no user timeout: use keepalive.Control(cfg) as d.Control for it.`,
 		goLit(cfg.Idle), goLit(cfg.Interval), cfg.Count)
 	if goos == "linux" {
-		s["sysctl"] = strings.Join(keepalive.SysctlLines(cfg), "\n") +
+		s["sysctl"] = strings.Join(host.SysctlLines(cfg), "\n") +
 			"\n# system-wide defaults only for sockets that enable SO_KEEPALIVE; no sysctl for TCP_USER_TIMEOUT"
 	}
 	return s

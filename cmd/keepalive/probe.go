@@ -35,6 +35,10 @@ type probeRow struct {
 	Owners []host.Owner `json:"owners,omitempty"`
 	// Reaped is "destroyed", "would destroy" or the error when --reap acted on the row.
 	Reaped string `json:"reaped,omitempty"`
+	// Risk and KeepaliveVerdict say how the connection's own keepalive would fare against a dead
+	// peer (host.Assess with the namespace's defaults): what probing found out sooner.
+	Risk             host.RiskKind `json:"risk,omitempty"`
+	KeepaliveVerdict string        `json:"keepalive_verdict,omitempty"`
 }
 
 // probeSummary counts verdicts.
@@ -245,8 +249,7 @@ func runProbe(ctx context.Context, g *globalOptions, o *probeOptions) error {
 			bySock[f] = s
 			flows = append(flows, f)
 		}
-		chk := probeChecker{ns: ns, socks: bySock}
-		p, err := probe.New(probe.NewOptions{Netns: ns, Checker: chk})
+		p, err := probe.New(probe.NewOptions{Netns: ns, Checker: probe.HostChecker(ns, group...)})
 		if err != nil {
 			if errors.Is(err, probe.ErrPermission) {
 				return fmt.Errorf("keepalive probe needs root or CAP_NET_RAW (raw sockets and packet capture): %w", err)
@@ -256,6 +259,10 @@ func runProbe(ctx context.Context, g *globalOptions, o *probeOptions) error {
 		emit := func(r probe.Result) {
 			s := bySock[r.Flow]
 			row := probeRow{Result: r, NetNS: ns, Owners: s.Owners}
+			if s.Cookie != 0 || s.Local.IsValid() {
+				as := host.Assess(s, host.AssessOptions{})
+				row.Risk, row.KeepaliveVerdict = as.Risk, as.Verdict
+			}
 			rows = append(rows, row)
 			if !g.JSON {
 				fmt.Fprintln(g.Stdout, probeFormatRow(row))
@@ -415,65 +422,4 @@ func probeFormatSummary(s probeSummary) string {
 		out += fmt.Sprintf("; %d would be destroyed (dry run)", s.WouldReap)
 	}
 	return out
-}
-
-// probeChecker re-reads sockets for the prober: one host.Lookup per socket
-// for small batches, one sock_diag dump for large ones.
-type probeChecker struct {
-	ns    string
-	socks map[probe.Flow]host.Socket
-}
-
-func (c probeChecker) Check(ctx context.Context, flows []probe.Flow) ([]probe.SockState, error) {
-	out := make([]probe.SockState, len(flows))
-	fill := func(i int, s *host.Socket) {
-		st := probe.SockState{Found: true, Established: s.State == host.StateEstablished, State: s.State.String()}
-		if s.Info != nil {
-			st.Unacked, st.NotSent = s.Info.Unacked, s.Info.NotSent
-		} else {
-			// Without tcp_info, assume busy: never inject blindly.
-			st.Unacked = 1
-		}
-		out[i] = st
-	}
-	if len(flows) <= 128 {
-		for i, f := range flows {
-			s, ok := c.socks[f]
-			if !ok {
-				continue
-			}
-			fresh, err := host.Lookup(ctx, s)
-			if err != nil {
-				if errors.Is(err, host.ErrGone) {
-					continue
-				}
-				return nil, err
-			}
-			if fresh.Cookie != s.Cookie && s.Cookie != 0 {
-				continue // a different socket now owns these addresses
-			}
-			fill(i, &fresh)
-		}
-		return out, nil
-	}
-	want := make(map[probe.Flow]int, len(flows))
-	for i, f := range flows {
-		want[f] = i
-	}
-	err := host.Walk(ctx, host.ListOptions{NetNS: c.ns, Selector: host.Selector{States: host.ConnectedStates()}}, func(s *host.Socket) error {
-		f := probe.Flow{Local: s.Local, Remote: s.Remote}.Normalize()
-		i, ok := want[f]
-		if !ok {
-			return nil
-		}
-		if orig := c.socks[f]; orig.Cookie != 0 && orig.Cookie != s.Cookie {
-			return nil
-		}
-		fill(i, s)
-		return nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	return out, nil
 }

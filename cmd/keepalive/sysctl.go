@@ -9,12 +9,13 @@ import (
 	"time"
 
 	"github.com/keepalive-dev/keepalive"
+	"github.com/keepalive-dev/keepalive/host"
 	"github.com/spf13/cobra"
 )
 
 // sysctlView is what `keepalive sysctl --json` prints.
 type sysctlView struct {
-	keepalive.Sysctl
+	host.Sysctl
 	Detection     time.Duration `json:"detection"`
 	DetectionText string        `json:"detection_text"`
 	InFlight      time.Duration `json:"in_flight_detection"`
@@ -47,7 +48,7 @@ own values. Linux only.`,
 			if err := validNetNS(netnsName); err != nil {
 				return err
 			}
-			s, err := keepalive.ReadSysctl(netnsName)
+			s, err := host.ReadSysctl(netnsName)
 			if err != nil {
 				return err
 			}
@@ -59,7 +60,7 @@ own values. Linux only.`,
 	return cmd
 }
 
-func sysctlPrint(g *globalOptions, s keepalive.Sysctl, persisted string) error {
+func sysctlPrint(g *globalOptions, s host.Sysctl, persisted string) error {
 	d, _ := keepalive.DetectionTime(s.Keepalive, keepalive.ScenarioSilent)
 	v := sysctlView{Sysctl: s, Detection: d, DetectionText: keepalive.HumanDuration(d),
 		InFlight: keepalive.RetransmitTimeout(s.Retries2), Note: sysctlNote, Persisted: persisted}
@@ -100,10 +101,10 @@ network namespace. Values come from --idle/--interval/--count or are recommended
 middlebox with --env. Nothing is written unless every value is valid. It prints each value
 old → new and the command that puts the old values back.
 
---persist also writes a sysctl.d file (default ` + keepalive.DefaultPersistPath + `) so the
+--persist also writes a sysctl.d file (default ` + host.DefaultPersistPath + `) so the
 values survive a reboot: first the file (a temporary file renamed into place, never through
 a symbolic link; the name must end in .conf), then the live values; if setting them fails,
-the file is put back as it was. systemd-sysctl applies *.conf files from ` + strings.Join(keepalive.SysctlDirs(), ", ") + `
+the file is put back as it was. systemd-sysctl applies *.conf files from ` + strings.Join(host.SysctlDirs(), ", ") + `
 and /etc/sysctl.conf at boot; a file elsewhere is written but not applied at boot.
 --persist cannot be combined with --netns: sysctl.d files apply to the host's namespace.
 
@@ -157,10 +158,10 @@ sockets use.`,
 			if cmd.Flags().Changed("persist") {
 				path = persist
 				if path == "" {
-					path = keepalive.DefaultPersistPath
+					path = host.DefaultPersistPath
 				}
 				// "--persist FILE" (with a space) leaves FILE as an argument.
-				if len(args) == 1 && path == keepalive.DefaultPersistPath {
+				if len(args) == 1 && path == host.DefaultPersistPath {
 					path = args[0]
 					args = nil
 				}
@@ -183,7 +184,7 @@ sockets use.`,
 					path = abs
 				}
 			}
-			old, err := keepalive.ReadSysctl(*netnsName)
+			old, err := host.ReadSysctl(*netnsName)
 			if err != nil {
 				return err
 			}
@@ -192,7 +193,7 @@ sockets use.`,
 				fmt.Fprintln(g.Stdout, "Dry run: nothing changed. Would set:")
 				sysctlChanges(g, old.Keepalive, want)
 				if path != "" {
-					fmt.Fprintf(g.Stdout, "and write %s%s:\n%s", path, bootNote(path), keepalive.PersistFile(cfg))
+					fmt.Fprintf(g.Stdout, "and write %s%s:\n%s", path, bootNote(path), host.PersistFile(cfg))
 				}
 				return nil
 			}
@@ -201,11 +202,11 @@ sockets use.`,
 			}
 			var restore func() error
 			if path != "" {
-				if restore, err = keepalive.WritePersistFile(path, cfg); err != nil {
+				if restore, err = host.WritePersistFile(path, cfg); err != nil {
 					return fmt.Errorf("--persist: nothing changed: %w", err)
 				}
 			}
-			if err := keepalive.SetSysctl(*netnsName, cfg); err != nil {
+			if err := host.SetSysctl(*netnsName, cfg); err != nil {
 				if restore != nil {
 					if rerr := restore(); rerr != nil {
 						return fmt.Errorf("%w; and putting %s back failed: %v", err, path, rerr)
@@ -214,7 +215,7 @@ sockets use.`,
 				}
 				return err
 			}
-			s, err := keepalive.ReadSysctl(*netnsName)
+			s, err := host.ReadSysctl(*netnsName)
 			if err != nil {
 				return err
 			}
@@ -236,8 +237,8 @@ sockets use.`,
 	f.Var(newDurationValue(&interval), "interval", "net.ipv4.tcp_keepalive_intvl, whole seconds 1s..32767s")
 	f.IntVar(&count, "count", 0, "net.ipv4.tcp_keepalive_probes, 1..127")
 	f.StringVar(&env, "env", "", "use the settings recommended for this middlebox preset (see 'keepalive plan --list-envs')")
-	f.StringVar(&persist, "persist", "", "also write a sysctl.d `FILE` ending in .conf (default "+keepalive.DefaultPersistPath+")")
-	f.Lookup("persist").NoOptDefVal = keepalive.DefaultPersistPath
+	f.StringVar(&persist, "persist", "", "also write a sysctl.d `FILE` ending in .conf (default "+host.DefaultPersistPath+")")
+	f.Lookup("persist").NoOptDefVal = host.DefaultPersistPath
 	f.BoolVar(&dryRun, "dry-run", false, "show what would be written and change nothing")
 	return cmd
 }
@@ -271,8 +272,8 @@ func restoreCommand(netns string, old keepalive.Config) string {
 
 // bootNote says whether systemd-sysctl applies the file at boot.
 func bootNote(path string) string {
-	if keepalive.AppliedAtBoot(path) {
+	if host.AppliedAtBoot(path) {
 		return " (applied at boot by systemd-sysctl)"
 	}
-	return " (NOT applied at boot: systemd-sysctl reads *.conf only from " + strings.Join(keepalive.SysctlDirs(), ", ") + " and /etc/sysctl.conf)"
+	return " (NOT applied at boot: systemd-sysctl reads *.conf only from " + strings.Join(host.SysctlDirs(), ", ") + " and /etc/sysctl.conf)"
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/keepalive-dev/keepalive"
+	"github.com/keepalive-dev/keepalive/host"
 	"github.com/keepalive-dev/keepalive/internal/nstest"
 )
 
@@ -30,7 +31,7 @@ func TestSysctlSetInNamespace(t *testing.T) {
 			t.Fatalf("output lacks %q:\n%s", want, out)
 		}
 	}
-	s, err := keepalive.ReadSysctl(ns.Name)
+	s, err := host.ReadSysctl(ns.Name)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,11 +95,11 @@ func TestSysctlSetInNamespace(t *testing.T) {
 	if _, err := os.Lstat(target); !os.IsNotExist(err) {
 		t.Fatalf("wrote through the symlink: %v", err)
 	}
-	if s, _ := keepalive.ReadSysctl(ns.Name); s.Keepalive.Idle != 90*time.Second {
+	if s, _ := host.ReadSysctl(ns.Name); s.Keepalive.Idle != 90*time.Second {
 		t.Fatalf("a refused --persist changed the live value: %+v", s.Keepalive)
 	}
 	// The host namespace was not touched.
-	host, err := keepalive.ReadSysctl("")
+	host, err := host.ReadSysctl("")
 	if err != nil {
 		t.Fatal(err)
 	}

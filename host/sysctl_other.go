@@ -1,10 +1,12 @@
 //go:build !linux
 
-package keepalive
+package host
 
 import (
 	"fmt"
 	"runtime"
+
+	"github.com/keepalive-dev/keepalive"
 )
 
 // ReadSysctl reads Linux's keepalive sysctls; on other systems it returns ErrUnsupported.
@@ -13,11 +15,11 @@ func ReadSysctl(netnsName string) (Sysctl, error) {
 }
 
 // SetSysctl writes Linux's keepalive sysctls; on other systems it returns ErrUnsupported.
-func SetSysctl(netnsName string, cfg Config) error {
+func SetSysctl(netnsName string, cfg keepalive.Config) error {
 	return fmt.Errorf("keepalive sysctls are Linux only (this is %s): %w", runtime.GOOS, ErrUnsupported)
 }
 
 // WritePersistFile writes a Linux sysctl.d file; on other systems it returns ErrUnsupported.
-func WritePersistFile(path string, cfg Config) (restore func() error, err error) {
+func WritePersistFile(path string, cfg keepalive.Config) (restore func() error, err error) {
 	return nil, fmt.Errorf("sysctl.d files are Linux only (this is %s): %w", runtime.GOOS, ErrUnsupported)
 }

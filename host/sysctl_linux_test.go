@@ -1,6 +1,6 @@
 //go:build linux
 
-package keepalive
+package host
 
 import (
 	"os"
@@ -8,11 +8,14 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/keepalive-dev/keepalive"
+	"github.com/keepalive-dev/keepalive/internal/nstest"
 )
 
 func TestWritePersistFileAndRestore(t *testing.T) {
 	dir := t.TempDir()
-	cfg := Config{Idle: 60 * time.Second, Count: 4}
+	cfg := keepalive.Config{Idle: 60 * time.Second, Count: 4}
 	// A new file: written whole, and removed again by restore.
 	p := filepath.Join(dir, "60-keepalive.conf")
 	restore, err := WritePersistFile(p, cfg)
@@ -76,5 +79,35 @@ func TestAppliedAtBoot(t *testing.T) {
 		if got := AppliedAtBoot(p); got != want {
 			t.Errorf("AppliedAtBoot(%s) = %v, want %v", p, got, want)
 		}
+	}
+}
+
+func TestReadSysctlNamespace(t *testing.T) {
+	nstest.Require(t)
+	t.Parallel()
+	ns := nstest.NewNS(t, "kahost")
+	s, err := ReadSysctl(ns.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A new namespace starts at the kernel defaults, not the host's values.
+	if s.Keepalive != keepalive.LinuxDefaults() {
+		t.Fatalf("fresh namespace sysctls = %+v, want %+v", s.Keepalive, keepalive.LinuxDefaults())
+	}
+	if err := SetSysctl(ns.Name, keepalive.Config{Idle: 60 * time.Second, Count: 4}); err != nil {
+		t.Fatal(err)
+	}
+	s, err = ReadSysctl(ns.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (keepalive.Config{Idle: 60 * time.Second, Interval: 75 * time.Second, Count: 4}); s.Keepalive != want {
+		t.Fatalf("after set: %+v, want %+v", s.Keepalive, want)
+	}
+	if err := SetSysctl(ns.Name, keepalive.Config{Idle: 60 * time.Second, Count: 0, Interval: 40000 * time.Second}); err == nil {
+		t.Fatal("SetSysctl accepted interval 40000s")
+	}
+	if s2, _ := ReadSysctl(ns.Name); s2.Keepalive != s.Keepalive {
+		t.Fatalf("invalid SetSysctl changed values: %+v", s2.Keepalive)
 	}
 }

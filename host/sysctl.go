@@ -1,10 +1,12 @@
-package keepalive
+package host
 
 import (
 	"fmt"
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/keepalive-dev/keepalive"
 )
 
 // Sysctl holds the system-wide TCP settings of one Linux network namespace that decide when
@@ -14,7 +16,7 @@ type Sysctl struct {
 	// NetNS is the namespace name ("" for the current one).
 	NetNS string `json:"netns,omitempty"`
 	// Keepalive holds net.ipv4.tcp_keepalive_time, _intvl and _probes.
-	Keepalive Config `json:"keepalive"`
+	Keepalive keepalive.Config `json:"keepalive"`
 	// Retries2 is net.ipv4.tcp_retries2 (how long unacknowledged data is retransmitted).
 	Retries2 int `json:"retries2"`
 	// InvalidRatelimit is net.ipv4.tcp_invalid_ratelimit.
@@ -56,7 +58,7 @@ func AppliedAtBoot(path string) bool {
 }
 
 // SysctlLines renders cfg's non-zero fields as sysctl.conf lines.
-func SysctlLines(cfg Config) []string {
+func SysctlLines(cfg keepalive.Config) []string {
 	k := sysctlKeys()
 	var out []string
 	if cfg.Idle > 0 {
@@ -72,14 +74,14 @@ func SysctlLines(cfg Config) []string {
 }
 
 // PersistFile returns the content of a sysctl.d file that sets cfg at boot.
-func PersistFile(cfg Config) string {
+func PersistFile(cfg keepalive.Config) string {
 	var b strings.Builder
 	b.WriteString("# Written by keepalive sysctl set --persist.\n")
 	b.WriteString("# System-wide TCP keepalive defaults. They apply only to sockets that enable\n")
 	b.WriteString("# SO_KEEPALIVE and never set their own values: every application must still\n")
 	b.WriteString("# turn keepalive on for its sockets (or use 'keepalive enable' on running ones).\n")
-	d, _ := DetectionTime(cfg, ScenarioSilent)
-	fmt.Fprintf(&b, "# A silent peer is noticed after %s (idle + count × interval).\n", HumanDuration(d))
+	d, _ := keepalive.DetectionTime(cfg, keepalive.ScenarioSilent)
+	fmt.Fprintf(&b, "# A silent peer is noticed after %s (idle + count × interval).\n", keepalive.HumanDuration(d))
 	for _, l := range SysctlLines(cfg) {
 		b.WriteString(l + "\n")
 	}

@@ -1,6 +1,6 @@
 //go:build linux
 
-package keepalive
+package host
 
 import (
 	"errors"
@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/keepalive-dev/keepalive"
 	"github.com/keepalive-dev/keepalive/internal/netnsx"
 )
 
@@ -18,11 +19,11 @@ func sysctlPath(key string) string {
 	return filepath.Join("/proc/sys", strings.ReplaceAll(key, ".", "/"))
 }
 
-// inNetNS runs fn inside the named network namespace ("" = current): /proc/sys/net reflects
+// inNamedNetNS runs fn inside the named network namespace ("" = current): /proc/sys/net reflects
 // the namespace of the thread that opens it.
-func inNetNS(name string, fn func() error) error { return netnsx.DoNamed(name, fn) }
+func inNamedNetNS(name string, fn func() error) error { return netnsx.DoNamed(name, fn) }
 
-func readSysctlInt(key string) (int, error) {
+func readSysctlKey(key string) (int, error) {
 	b, err := os.ReadFile(sysctlPath(key))
 	if err != nil {
 		return 0, fmt.Errorf("read %s: %w", key, err)
@@ -38,23 +39,23 @@ func readSysctlInt(key string) (int, error) {
 // current one).
 func ReadSysctl(netnsName string) (Sysctl, error) {
 	s := Sysctl{NetNS: netnsName}
-	err := inNetNS(netnsName, func() error {
+	err := inNamedNetNS(netnsName, func() error {
 		k := sysctlKeys()
 		var vals [3]int
 		for i, key := range k {
-			v, err := readSysctlInt(key)
+			v, err := readSysctlKey(key)
 			if err != nil {
 				return err
 			}
 			vals[i] = v
 		}
-		s.Keepalive = Config{Idle: time.Duration(vals[0]) * time.Second, Interval: time.Duration(vals[1]) * time.Second, Count: vals[2]}
-		r2, err := readSysctlInt("net.ipv4.tcp_retries2")
+		s.Keepalive = keepalive.Config{Idle: time.Duration(vals[0]) * time.Second, Interval: time.Duration(vals[1]) * time.Second, Count: vals[2]}
+		r2, err := readSysctlKey("net.ipv4.tcp_retries2")
 		if err != nil {
 			return err
 		}
 		s.Retries2 = r2
-		rl, err := readSysctlInt("net.ipv4.tcp_invalid_ratelimit")
+		rl, err := readSysctlKey("net.ipv4.tcp_invalid_ratelimit")
 		if err != nil {
 			return err
 		}
@@ -67,18 +68,18 @@ func ReadSysctl(netnsName string) (Sysctl, error) {
 // SetSysctl writes cfg's non-zero keepalive fields as the system-wide defaults of the named
 // network namespace ("" = current). cfg.UserTimeout has no sysctl and is rejected. Nothing is
 // written unless every value is valid; the previous values are restored if a write fails.
-func SetSysctl(netnsName string, cfg Config) error {
+func SetSysctl(netnsName string, cfg keepalive.Config) error {
 	if cfg.UserTimeout != 0 {
-		return &FieldError{Field: "user-timeout", Value: cfg.UserTimeout.String(), OS: "linux", Err: ErrUnsupported,
+		return &keepalive.FieldError{Field: "user-timeout", Value: cfg.UserTimeout.String(), OS: "linux", Err: keepalive.ErrUnsupported,
 			Fix: "TCP_USER_TIMEOUT has no system-wide sysctl; set it per socket (keepalive enable --user-timeout)"}
 	}
-	if cfg == (Config{}) {
+	if cfg == (keepalive.Config{}) {
 		return errors.New("nothing to set: give at least one of idle, interval, count")
 	}
 	if _, err := cfg.Validate("linux"); err != nil {
 		return err
 	}
-	return inNetNS(netnsName, func() error {
+	return inNamedNetNS(netnsName, func() error {
 		k := sysctlKeys()
 		type kv struct {
 			key string
@@ -96,7 +97,7 @@ func SetSysctl(netnsName string, cfg Config) error {
 		}
 		old := make([]int, len(want))
 		for i, w := range want {
-			v, err := readSysctlInt(w.key)
+			v, err := readSysctlKey(w.key)
 			if err != nil {
 				return err
 			}
@@ -122,7 +123,7 @@ func SetSysctl(netnsName string, cfg Config) error {
 // must end in ".conf" (systemd-sysctl ignores other names). It returns a function that puts
 // back what was at path before (the old content, or nothing), for a caller whose next step
 // failed.
-func WritePersistFile(path string, cfg Config) (restore func() error, err error) {
+func WritePersistFile(path string, cfg keepalive.Config) (restore func() error, err error) {
 	if !strings.HasSuffix(path, ".conf") {
 		return nil, fmt.Errorf("persist file %q must end in .conf (systemd-sysctl reads only *.conf)", path)
 	}
