@@ -124,9 +124,9 @@ func (a *Agent) enforceRules(ctx context.Context, pol *Policy, gen uint64, res *
 	// At-risk connections first.
 	slices.SortFunc(todo, func(x, y *entry) int {
 		switch {
-		case x.assess.AtRisk() == y.assess.AtRisk():
+		case x.assess.AtRisk == y.assess.AtRisk:
 			return 0
-		case x.assess.AtRisk():
+		case x.assess.AtRisk:
 			return -1
 		}
 		return 1

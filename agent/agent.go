@@ -100,7 +100,7 @@ func New(opt Options) (*Agent, error) {
 		return nil, fmt.Errorf("label top-N %d out of range (allowed: 1 to 1000)", opt.Labels.TopN)
 	}
 	if opt.Assess == nil {
-		opt.Assess = BasicAssess(0)
+		opt.Assess = HostAssess(host.AssessOptions{})
 	}
 	if opt.Registry == nil {
 		opt.Registry = NewRegistry()
@@ -278,11 +278,11 @@ type assessKey struct {
 	hasSettings     bool
 	settings        keepalive.Settings
 	refresh, idleMx time.Duration
-	sys             keepalive.Sysctl
+	sys             host.Sysctl
 }
 
 type sysctlEntry struct {
-	sys  keepalive.Sysctl
+	sys  host.Sysctl
 	read uint64
 }
 
@@ -434,21 +434,21 @@ func nsKey(ns *host.NetNS) string {
 	return ns.Path
 }
 
-func (a *Agent) sysctl(s *host.Socket, n uint64) keepalive.Sysctl {
+func (a *Agent) sysctl(s *host.Socket, n uint64) host.Sysctl {
 	k := nsKey(s.Namespace)
 	if e, ok := a.sysctls[k]; ok {
 		return e.sys
 	}
-	sys, err := keepalive.ReadSysctl(s.NetNS)
+	sys, err := host.ReadSysctl(s.NetNS)
 	if err != nil {
 		a.warn("sysctl")(err)
-		sys = keepalive.Sysctl{Keepalive: keepalive.LinuxDefaults(), Retries2: 15}
+		sys = host.Sysctl{}
 	}
 	a.sysctls[k] = sysctlEntry{sys: sys, read: n}
 	return sys
 }
 
-func (a *Agent) assess(s *host.Socket, sys keepalive.Sysctl) Assessment {
+func (a *Agent) assess(s *host.Socket, sys host.Sysctl) Assessment {
 	on, known := s.KeepaliveArmed()
 	k := assessKey{state: s.State, armed: on, known: known, sys: sys,
 		inflight: s.SendQ > 0 || (s.Info != nil && (s.Info.Unacked > 0 || s.Info.NotSent > 0))}
@@ -531,7 +531,7 @@ func procCgroup(pid int) (string, *host.Container) {
 
 func (a *Agent) count(pol *Policy, gen uint64, res *SweepResult) *snapshot {
 	l := a.opt.Labels
-	s := &snapshot{conns: map[connKey]int{}, noKA: map[connKey]int{}, rules: map[[2]string]int{}, detectBkt: map[float64]uint64{}}
+	s := &snapshot{conns: map[connKey]int{}, noKA: map[connKey]int{}, atRisk: map[connKey]int{}, rules: map[[2]string]int{}, detectBkt: map[float64]uint64{}}
 	var keepNS, keepProc, keepPod map[string]bool
 	label := func(e *entry) connKey {
 		k := connKey{}
@@ -581,10 +581,11 @@ func (a *Agent) count(pol *Policy, gen uint64, res *SweepResult) *snapshot {
 		ck := k
 		ck.state, ck.risk = e.sock.State.String(), e.assess.Risk
 		s.conns[ck]++
-		if e.assess.AtRisk() {
+		if e.assess.AtRisk {
 			res.AtRisk++
+			s.atRisk[ck]++
 		}
-		if e.assess.Risk == RiskNoKeepalive {
+		if e.assess.Risk == string(host.RiskNoKeepalive) {
 			s.noKA[k]++
 		}
 		if d := e.assess.Detect; d > 0 {

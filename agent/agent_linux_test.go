@@ -298,7 +298,7 @@ func TestAgentWithPrometheus(t *testing.T) {
 		}
 	}()
 	atRisk := func(ns string) string {
-		return fmt.Sprintf(`sum(keepalive_connections{namespace=%q,risk!~"none|unknown|not-assessed"}) or vector(0)`, ns)
+		return fmt.Sprintf(`sum(keepalive_connections_at_risk{namespace=%q}) or vector(0)`, ns)
 	}
 	waitQuery(t, prom, atRisk(enf.pair.A.Name), 3)
 	waitQuery(t, prom, atRisk(dead.pair.A.Name), 2)

@@ -40,6 +40,7 @@ type connKey struct{ state, risk, ns, proc, pod string }
 type snapshot struct {
 	conns       map[connKey]int
 	noKA        map[connKey]int
+	atRisk      map[connKey]int
 	detectCount uint64
 	detectSum   float64
 	detectBkt   map[float64]uint64
@@ -75,9 +76,9 @@ type metrics struct {
 	errors           *prometheus.CounterVec
 	actionsSkipped   *prometheus.CounterVec
 
-	dConns, dNoKA, dDetect, dRules, dTcpExt *prometheus.Desc
-	dBPFAtt, dBPFSeen, dBPFSet, dBPFRewr    *prometheus.Desc
-	dBPFFail, dNS, dSocks                   *prometheus.Desc
+	dConns, dAtRisk, dNoKA, dDetect, dRules, dTcpExt *prometheus.Desc
+	dBPFAtt, dBPFSeen, dBPFSet, dBPFRewr             *prometheus.Desc
+	dBPFFail, dNS, dSocks                            *prometheus.Desc
 }
 
 func (l Labels) names() []string {
@@ -142,6 +143,7 @@ func newMetrics(reg prometheus.Registerer, l Labels) *metrics {
 
 	extra := l.names()
 	m.dConns = prometheus.NewDesc("keepalive_connections", "TCP connections seen by the last sweep, by state and risk kind.", append([]string{"state", "risk"}, extra...), nil)
+	m.dAtRisk = prometheus.NewDesc("keepalive_connections_at_risk", "Connections at risk in the last sweep (a silently dead peer would not be noticed in time), by risk kind.", append([]string{"state", "risk"}, extra...), nil)
 	m.dNoKA = prometheus.NewDesc("keepalive_connections_without_keepalive", "Established connections with SO_KEEPALIVE off, seen by the last sweep.", extra, nil)
 	m.dDetect = prometheus.NewDesc("keepalive_predicted_detection_seconds", "Predicted time to notice a silently dead peer, over the connections of the last sweep where it is known.", nil, nil)
 	m.dRules = prometheus.NewDesc("keepalive_rule_connections", "Connections matched by each policy rule in the last sweep.", []string{"rule", "action"}, nil)
@@ -167,7 +169,7 @@ func NewRegistry() *prometheus.Registry {
 
 // Describe implements prometheus.Collector.
 func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{m.dConns, m.dNoKA, m.dDetect, m.dRules, m.dTcpExt, m.dBPFAtt, m.dBPFSeen, m.dBPFSet, m.dBPFRewr, m.dBPFFail, m.dNS, m.dSocks} {
+	for _, d := range []*prometheus.Desc{m.dConns, m.dAtRisk, m.dNoKA, m.dDetect, m.dRules, m.dTcpExt, m.dBPFAtt, m.dBPFSeen, m.dBPFSet, m.dBPFRewr, m.dBPFFail, m.dNS, m.dSocks} {
 		ch <- d
 	}
 }
@@ -186,6 +188,9 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	}
 	for k, n := range s.conns {
 		g(m.dConns, float64(n), k.values([]string{k.state, k.risk}, m.labels)...)
+	}
+	for k, n := range s.atRisk {
+		g(m.dAtRisk, float64(n), k.values([]string{k.state, k.risk}, m.labels)...)
 	}
 	if len(s.noKA) == 0 && len(m.labels.names()) == 0 {
 		g(m.dNoKA, 0)
