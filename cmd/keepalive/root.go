@@ -148,6 +148,7 @@ Exit codes:
 		newProbeCmd(g),
 		newHeartbeatCmd(g),
 		newEnforceCmd(g),
+		newAgentCmd(g),
 	)
 	return root
 }
