@@ -125,9 +125,7 @@ func agentRun(ctx context.Context, g *globalOptions, o *agentOptions) error {
 			ao.Middlebox, ao.MiddleboxName = e.IdleTimeout, e.Name
 		}
 	}
-	if hz, err := host.InferHZ(ctx); err == nil {
-		ao.HZ = hz
-	}
+	ao.HZ = host.DetectTimers(ctx).HZ
 	opt.Assess = agent.HostAssess(ao)
 	level := slog.LevelInfo
 	var h slog.Handler = slog.NewTextHandler(g.Stderr, &slog.HandlerOptions{Level: level})
