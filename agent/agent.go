@@ -79,6 +79,7 @@ type Agent struct {
 	probers  map[string]*nsProber
 	attached map[attachKey]attachVal
 	warned   map[string]bool
+	sysIdx   int
 
 	ready     atomic.Bool
 	lastStart atomic.Int64
@@ -278,12 +279,13 @@ type assessKey struct {
 	hasSettings     bool
 	settings        keepalive.Settings
 	refresh, idleMx time.Duration
-	sys             host.Sysctl
+	sys             int // sysctlRef.idx
 }
 
 type sysctlEntry struct {
 	sys  host.Sysctl
 	read uint64
+	idx  int
 }
 
 // SweepResult summarises one sweep.
@@ -341,6 +343,12 @@ func (a *Agent) sweep(ctx context.Context) (SweepResult, error) {
 	}
 
 	var fresh []*entry
+	// Sockets arrive grouped by namespace: what depends only on the namespace is
+	// looked up once per group.
+	var curNS *host.NetNS
+	var curSys sysctlRef
+	var curName, curLabel string
+	first := true
 	err = host.Walk(ctx, host.ListOptions{Namespaces: nss, Warn: a.warn("list"),
 		Selector: host.Selector{States: host.ConnectedStates()}}, func(s *host.Socket) error {
 		res.Sockets++
@@ -349,10 +357,15 @@ func (a *Agent) sweep(ctx context.Context) (SweepResult, error) {
 			c := s.Clone()
 			c.Info = nil
 			e = &entry{sock: c, firstSeen: now}
-			e.conn = Conn{NetNS: s.NetNS, Local: s.Local, Remote: s.Remote}
-			if s.Namespace != nil {
-				e.conn.NetNS, e.conn.NetNSLabel = s.Namespace.Name, s.Namespace.Label()
+			if first || s.Namespace != curNS {
+				first, curNS = false, s.Namespace
+				curName, curLabel = s.NetNS, ""
+				if s.Namespace != nil {
+					curName, curLabel = s.Namespace.Name, s.Namespace.Label()
+				}
+				curSys = a.sysctl(s, n)
 			}
+			e.conn = Conn{NetNS: curName, NetNSLabel: curLabel, Local: s.Local, Remote: s.Remote}
 			a.cache[s.Cookie] = e
 			fresh = append(fresh, e)
 		}
@@ -365,7 +378,15 @@ func (a *Agent) sweep(ctx context.Context) (SweepResult, error) {
 			sc.Settings = e.settings
 			s = &sc
 		}
-		e.assess = a.assess(s, a.sysctl(s, n))
+		if first || s.Namespace != curNS {
+			first, curNS = false, s.Namespace
+			curName, curLabel = s.NetNS, ""
+			if s.Namespace != nil {
+				curName, curLabel = s.Namespace.Name, s.Namespace.Label()
+			}
+			curSys = a.sysctl(s, n)
+		}
+		e.assess = a.assess(s, curSys)
 		return nil
 	})
 	if err != nil {
@@ -434,23 +455,31 @@ func nsKey(ns *host.NetNS) string {
 	return ns.Path
 }
 
-func (a *Agent) sysctl(s *host.Socket, n uint64) host.Sysctl {
+// sysctlRef is a namespace's sysctls and their index in the agent's table (the
+// assessment memo is keyed by the index, not by the strings inside).
+type sysctlRef struct {
+	sys host.Sysctl
+	idx int
+}
+
+func (a *Agent) sysctl(s *host.Socket, n uint64) sysctlRef {
 	k := nsKey(s.Namespace)
 	if e, ok := a.sysctls[k]; ok {
-		return e.sys
+		return sysctlRef{e.sys, e.idx}
 	}
 	sys, err := host.ReadSysctl(s.NetNS)
 	if err != nil {
 		a.warn("sysctl")(err)
 		sys = host.Sysctl{}
 	}
-	a.sysctls[k] = sysctlEntry{sys: sys, read: n}
-	return sys
+	a.sysIdx++
+	a.sysctls[k] = sysctlEntry{sys: sys, read: n, idx: a.sysIdx}
+	return sysctlRef{sys, a.sysIdx}
 }
 
-func (a *Agent) assess(s *host.Socket, sys host.Sysctl) Assessment {
+func (a *Agent) assess(s *host.Socket, sr sysctlRef) Assessment {
 	on, known := s.KeepaliveArmed()
-	k := assessKey{state: s.State, armed: on, known: known, sys: sys,
+	k := assessKey{state: s.State, armed: on, known: known, sys: sr.idx,
 		inflight: s.SendQ > 0 || (s.Info != nil && (s.Info.Unacked > 0 || s.Info.NotSent > 0))}
 	if s.Settings != nil {
 		k.hasSettings, k.settings = true, *s.Settings
@@ -461,7 +490,7 @@ func (a *Agent) assess(s *host.Socket, sys host.Sysctl) Assessment {
 	if v, ok := a.memo[k]; ok {
 		return v
 	}
-	v := a.opt.Assess(s, sys)
+	v := a.opt.Assess(s, sr.sys)
 	a.memo[k] = v
 	return v
 }
