@@ -54,6 +54,7 @@ done
 deadline=$((SECONDS + 600))
 for i in $(seq 1 "$PROCS"); do
 	until grep -q '^ready' "$work/h$i.log"; do
+		if grep -q . "$work/h$i.log" && ! grep -q '^ready' "$work/h$i.log"; then echo "helper failed: $(cat "$work/h$i.log")" >&2; exit 1; fi
 		(( SECONDS < deadline )) || { echo "helpers not ready" >&2; exit 1; }
 		sleep 0.5
 	done
