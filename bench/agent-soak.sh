@@ -93,7 +93,10 @@ while (( SECONDS - start < DURATION )); do
 	if (( el >= next_kill )); then
 		killed=$((killed % PAIRS + 1))
 		ip netns exec "$tag-s$killed" nft -f - <<NFT
-table inet soakdrop { chain in { type filter hook input priority 0; policy drop; } chain out { type filter hook output priority 0; policy drop; } }
+table inet soakdrop {
+	chain soakin { type filter hook input priority 0; policy drop; }
+	chain soakout { type filter hook output priority 0; policy drop; }
+}
 NFT
 		( sleep "$KILL_FOR"; ip netns exec "$tag-s$killed" nft delete table inet soakdrop 2>/dev/null ) &
 		pids+=($!)
