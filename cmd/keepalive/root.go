@@ -149,6 +149,7 @@ Exit codes:
 		newHeartbeatCmd(g),
 		newEnforceCmd(g),
 		newNATTimeoutCmd(g),
+		newAgentCmd(g),
 	)
 	return root
 }

@@ -1,0 +1,437 @@
+package agent
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/keepalive-dev/keepalive"
+	"github.com/keepalive-dev/keepalive/enforce"
+	"github.com/keepalive-dev/keepalive/host"
+	"github.com/keepalive-dev/keepalive/probe"
+)
+
+type attachKey struct {
+	cgroup string
+	match  enforce.Match
+}
+
+type attachVal struct {
+	rule string
+	cfg  keepalive.Config
+	mode enforce.Mode
+	at   time.Time
+}
+
+func ruleMode(r *Rule) enforce.Mode {
+	if r.ModeEnforce {
+		return enforce.ModeEnforce
+	}
+	return enforce.ModeDefault
+}
+
+// enforceMatches translates a rule's ports and peers into eBPF matches (the
+// ports match either end, as in the policy). The other match fields select the
+// cgroups the rule is attached to.
+func enforceMatches(r *Rule) []enforce.Match {
+	peers := r.Match.Peers
+	if len(peers) == 0 {
+		peers = []netip.Prefix{{}}
+	}
+	var out []enforce.Match
+	for _, pf := range peers {
+		if len(r.Match.Ports) == 0 {
+			out = append(out, enforce.Match{Peer: pf})
+			continue
+		}
+		for _, p := range r.Match.Ports {
+			out = append(out, enforce.Match{RemotePort: p, Peer: pf}, enforce.Match{LocalPort: p, Peer: pf})
+		}
+	}
+	return out
+}
+
+func fixKey(r *Rule) string { return fmt.Sprintf("%s/%+v/%v", r.Name, r.Keepalive, r.ModeEnforce) }
+
+// enforceRules attaches the enforce rules to the cgroups of the connections
+// they match and retrofits the existing connections, within the budget.
+func (a *Agent) enforceRules(ctx context.Context, pol *Policy, gen uint64, res *SweepResult) {
+	byName := map[string]*Rule{}
+	for i := range pol.Rules {
+		if pol.Rules[i].Action == ActionEnforce {
+			byName[pol.Rules[i].Name] = &pol.Rules[i]
+		}
+	}
+	// Attachments whose rule is gone or changed since they were made.
+	for k, v := range a.attached {
+		if r := byName[v.rule]; r != nil && r.Keepalive == v.cfg && ruleMode(r) == v.mode {
+			continue
+		}
+		if a.opt.Enforce != nil && !a.opt.DryRun {
+			m := k.match
+			if err := a.opt.Enforce.Detach(k.cgroup, &m, Owner, false); err != nil {
+				a.warn("enforce")(fmt.Errorf("detach %s (%s): %w", k.cgroup, m, err))
+			} else {
+				a.m.enforcements.WithLabelValues("detached").Inc()
+				a.log.Info("detached", "cgroup", k.cgroup, "match", m.String(), "rule", v.rule)
+			}
+		}
+		delete(a.attached, k)
+	}
+	if len(byName) == 0 {
+		return
+	}
+	var todo []*entry
+	for _, e := range a.cache {
+		r := e.rule
+		if r == nil || r.Action != ActionEnforce || e.sock.State != host.StateEstablished {
+			continue
+		}
+		key := fixKey(r)
+		if e.fixed == key {
+			continue
+		}
+		covered := false
+		for _, cg := range e.conn.Cgroups {
+			if cg == "/" && !slices.Contains(r.Match.Cgroups, "/") {
+				continue // never the whole host by accident
+			}
+			for _, m := range enforceMatches(r) {
+				at, ok := a.attached[attachKey{cg, m}]
+				if !ok {
+					at, ok = a.attach(cg, m, r, res)
+				}
+				if ok && e.firstSeen.After(at.at) && e.assess.Keepalive {
+					covered = true // established under the program
+				}
+			}
+		}
+		if covered {
+			e.fixed = key
+			continue
+		}
+		if e.owned && len(e.sock.Owners) > 0 {
+			todo = append(todo, e)
+		}
+	}
+	// At-risk connections first.
+	slices.SortFunc(todo, func(x, y *entry) int {
+		switch {
+		case x.assess.AtRisk == y.assess.AtRisk:
+			return 0
+		case x.assess.AtRisk:
+			return -1
+		}
+		return 1
+	})
+	if n := pol.Budgets.RetrofitsPerSweep; len(todo) > n {
+		a.m.actionsSkipped.WithLabelValues("retrofit").Add(float64(len(todo) - n))
+		todo = todo[:n]
+	}
+	groups := map[*Rule][]*entry{}
+	for _, e := range todo {
+		groups[e.rule] = append(groups[e.rule], e)
+	}
+	for r, es := range groups {
+		socks := make([]host.Socket, len(es))
+		for i, e := range es {
+			socks[i] = e.sock
+		}
+		if a.opt.DryRun {
+			a.m.retrofits.WithLabelValues("dry-run").Add(float64(len(es)))
+			a.log.Info("would retrofit", "rule", r.Name, "connections", len(es))
+			for _, e := range es {
+				e.fixed = fixKey(r)
+			}
+			continue
+		}
+		for i, rr := range host.Retrofit(ctx, socks, r.Keepalive, host.RetrofitOptions{}) {
+			e := es[i]
+			switch {
+			case rr.Err == nil && rr.Changed:
+				a.m.retrofits.WithLabelValues("applied").Inc()
+				res.Retrofits++
+				e.fixed = fixKey(r)
+				after := rr.After
+				e.settings = &after
+			case rr.Err == nil:
+				a.m.retrofits.WithLabelValues("unchanged").Inc()
+				e.fixed = fixKey(r)
+				after := rr.After
+				e.settings = &after
+			case errors.Is(rr.Err, host.ErrGone):
+				e.fixed = fixKey(r)
+			default:
+				a.m.retrofits.WithLabelValues("failed").Inc()
+				a.warn("retrofit")(fmt.Errorf("%s: %w", e.sock.String(), rr.Err))
+				e.fixed = fixKey(r) // not again every sweep; a restart retries
+			}
+		}
+	}
+}
+
+func (a *Agent) attach(cg string, m enforce.Match, r *Rule, res *SweepResult) (attachVal, bool) {
+	v := attachVal{rule: r.Name, cfg: r.Keepalive, mode: ruleMode(r), at: time.Now()}
+	if a.opt.Enforce == nil {
+		return v, false
+	}
+	if a.opt.DryRun {
+		a.m.enforcements.WithLabelValues("dry-run").Inc()
+		a.log.Info("would attach", "cgroup", cg, "match", m.String(), "rule", r.Name)
+		a.attached[attachKey{cg, m}] = v
+		return v, false
+	}
+	_, err := a.opt.Enforce.Attach(enforce.AttachRequest{Cgroup: cg, Owner: Owner,
+		Rule: enforce.Rule{Match: m, Config: r.Keepalive, Mode: v.mode}})
+	if err != nil {
+		a.m.enforcements.WithLabelValues("failed").Inc()
+		if !a.warned[cg] {
+			a.warned[cg] = true
+			a.log.Warn("attach failed; retrofitting only", "cgroup", cg, "rule", r.Name, "err", err)
+		}
+		a.attached[attachKey{cg, m}] = attachVal{rule: r.Name, cfg: r.Keepalive, mode: v.mode} // zero time: not covering
+		return v, false
+	}
+	a.m.enforcements.WithLabelValues("applied").Inc()
+	res.Attachments++
+	a.log.Info("attached", "cgroup", cg, "match", m.String(), "rule", r.Name)
+	a.attached[attachKey{cg, m}] = v
+	return v, true
+}
+
+// Prober probes connections of one namespace; *probe.Prober implements it.
+type Prober interface {
+	Probe(ctx context.Context, flows []probe.Flow, opt probe.Options, emit func(probe.Result)) ([]probe.Result, error)
+	Close() error
+}
+
+// ProberFunc opens a Prober in a namespace ("" the agent's own, else a name
+// or path) that reads the local sockets through chk.
+type ProberFunc func(netns string, chk probe.Checker) (Prober, error)
+
+func defaultProber(netns string, chk probe.Checker) (Prober, error) {
+	return probe.New(probe.NewOptions{Netns: netns, Checker: chk})
+}
+
+type nsProber struct {
+	p     Prober
+	socks map[probe.Flow]host.Socket
+	err   error
+}
+
+func (p *nsProber) close() error {
+	if p.p == nil {
+		return nil
+	}
+	return p.p.Close()
+}
+
+// Check implements probe.Checker with one host.Lookup per socket.
+func (p *nsProber) Check(ctx context.Context, flows []probe.Flow) ([]probe.SockState, error) {
+	out := make([]probe.SockState, len(flows))
+	for i, f := range flows {
+		s, ok := p.socks[f]
+		if !ok {
+			continue
+		}
+		cur, err := host.Lookup(ctx, s)
+		if err != nil {
+			if errors.Is(err, host.ErrGone) {
+				continue
+			}
+			return nil, err
+		}
+		if cur.Cookie != s.Cookie {
+			continue
+		}
+		st := probe.SockState{Found: true, Established: cur.State == host.StateEstablished, State: cur.State.String()}
+		if cur.Info != nil {
+			st.Unacked, st.NotSent = cur.Info.Unacked, cur.Info.NotSent
+		} else {
+			st.Unacked = 1 // without tcp_info, assume busy: never inject blindly
+		}
+		out[i] = st
+	}
+	return out, nil
+}
+
+// probeRules probes the idle connections of probe rules, within the budget,
+// and reaps the dead ones when the rule says so.
+func (a *Agent) probeRules(ctx context.Context, pol *Policy, nss map[string]*host.NetNS, res *SweepResult) {
+	now := time.Now()
+	byNS := map[string][]*entry{}
+	total := 0
+	for _, e := range a.cache {
+		r := e.rule
+		if r == nil || r.Action != ActionProbe || e.sock.State != host.StateEstablished {
+			continue
+		}
+		if e.idle < r.IdleOver || now.Sub(e.probedAt) < r.IdleOver {
+			continue
+		}
+		k := nsKey(e.sock.Namespace)
+		byNS[k] = append(byNS[k], e)
+		total++
+	}
+	if total == 0 {
+		return
+	}
+	// A probe cycle sends up to probe.DefaultCount packets per connection.
+	budget := max(1, pol.Budgets.ProbesPerSecond*int(a.Interval()/time.Second)/probe.DefaultCount)
+	if total > budget {
+		a.m.actionsSkipped.WithLabelValues("probe").Add(float64(total - budget))
+	}
+	if a.opt.DryRun {
+		a.log.Info("would probe", "connections", min(total, budget))
+		return
+	}
+	for k, es := range byNS {
+		if budget <= 0 {
+			break
+		}
+		if len(es) > budget {
+			es = es[:budget]
+		}
+		budget -= len(es)
+		p := a.probers[k]
+		if p == nil {
+			p = &nsProber{socks: map[probe.Flow]host.Socket{}}
+			path := ""
+			if ns := nss[k]; ns != nil && !ns.Current {
+				path = ns.Path
+				if ns.Name != "" {
+					path = ns.Name
+				}
+			}
+			p.p, p.err = a.opt.Prober(path, p)
+			a.probers[k] = p
+			if p.err != nil {
+				a.log.Warn("cannot probe", "netns", path, "err", p.err)
+			}
+		}
+		if p.err != nil {
+			a.m.errors.WithLabelValues("probe").Add(float64(len(es)))
+			continue
+		}
+		clear(p.socks)
+		flows := make([]probe.Flow, len(es))
+		for i, e := range es {
+			flows[i] = probe.Flow{Local: e.sock.Local, Remote: e.sock.Remote}.Normalize()
+			p.socks[flows[i]] = e.sock
+			e.probedAt = now
+		}
+		results, err := p.p.Probe(ctx, flows, probe.Options{Rate: pol.Budgets.ProbesPerSecond}, nil)
+		if err != nil {
+			a.warn("probe")(err)
+			continue
+		}
+		for i, r := range results {
+			e := es[i]
+			res.Probed++
+			a.m.probes.Inc()
+			a.m.verdicts.WithLabelValues(r.Verdict.String()).Inc()
+			if !r.Verdict.Dead() {
+				continue
+			}
+			res.Dead++
+			a.m.deadPeers.Inc()
+			a.log.Info("dead peer", "conn", e.sock.String(), "verdict", r.Verdict.String(), "evidence", r.Evidence)
+			if !e.rule.Reap {
+				continue
+			}
+			switch err := host.Destroy(ctx, e.sock); {
+			case err == nil:
+				a.m.reaps.WithLabelValues("applied").Inc()
+				res.Reaped++
+			case errors.Is(err, host.ErrGone):
+				a.m.reaps.WithLabelValues("gone").Inc()
+			default:
+				a.m.reaps.WithLabelValues("failed").Inc()
+				a.warn("reap")(err)
+			}
+		}
+	}
+}
+
+func (a *Agent) closeStaleProbers(nss map[string]*host.NetNS) {
+	for k, p := range a.probers {
+		if _, ok := nss[k]; !ok {
+			_ = p.close()
+			delete(a.probers, k)
+		}
+	}
+}
+
+// tcpExt reads the TcpExt counters of each namespace (see readNetstat), at
+// most Labels.TopN namespaces, the agent's own first.
+func (a *Agent) tcpExt(nss []host.NetNS) map[string]map[string]uint64 {
+	out := map[string]map[string]uint64{}
+	want := TcpExtCounters()
+	for i := range nss {
+		if len(out) >= a.opt.Labels.TopN {
+			break
+		}
+		ns := &nss[i]
+		label := "host"
+		if !ns.Current {
+			label = ns.Label()
+		}
+		b, err := readNetstat(ns)
+		if err != nil {
+			a.warn("tcpext")(err)
+			continue
+		}
+		vals := ParseNetstat(b)["TcpExt"]
+		m := make(map[string]uint64, len(want))
+		for _, w := range want {
+			if v, ok := vals[w]; ok {
+				m[w] = v
+			}
+		}
+		out[label] = m
+	}
+	return out
+}
+
+// ParseNetstat parses /proc/net/netstat (and /proc/net/snmp): pairs of lines
+// "Prefix: Name1 Name2 …" and "Prefix: v1 v2 …". Malformed pairs are skipped.
+func ParseNetstat(b []byte) map[string]map[string]uint64 {
+	out := map[string]map[string]uint64{}
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
+	var prevKey string
+	var prevNames []string
+	for sc.Scan() {
+		key, rest, ok := strings.Cut(sc.Text(), ":")
+		if !ok {
+			prevKey = ""
+			continue
+		}
+		fields := strings.Fields(rest)
+		if prevKey != key {
+			prevKey, prevNames = key, fields
+			continue
+		}
+		if len(fields) == len(prevNames) {
+			m := out[key]
+			if m == nil {
+				m = make(map[string]uint64, len(fields))
+				out[key] = m
+			}
+			for i, f := range fields {
+				if v, err := strconv.ParseUint(f, 10, 64); err == nil {
+					m[prevNames[i]] = v
+				}
+			}
+		}
+		prevKey = ""
+	}
+	return out
+}

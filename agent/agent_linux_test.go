@@ -1,0 +1,428 @@
+//go:build linux
+
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/keepalive-dev/keepalive/internal/nstest"
+)
+
+// topology is a client namespace with n connections, without keepalive on
+// either side, to a server in a second namespace.
+type topology struct {
+	pair    *nstest.Pair
+	clients []net.Conn
+	servers []net.Conn
+	port    int
+}
+
+func newTopology(t *testing.T, subnet, n int) *topology {
+	t.Helper()
+	nstest.Require(t)
+	tp := &topology{pair: nstest.NewPair(t, "kaagent", subnet), port: 7000 + subnet}
+	var ln net.Listener
+	tp.pair.B.Do(t, func() error {
+		var err error
+		lc := net.ListenConfig{KeepAlive: -1}
+		ln, err = lc.Listen(context.Background(), "tcp4", net.JoinHostPort(tp.pair.BIP.String(), strconv.Itoa(tp.port)))
+		return err
+	})
+	t.Cleanup(func() { ln.Close() })
+	var mu sync.Mutex
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for range n {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			tp.servers = append(tp.servers, c)
+			mu.Unlock()
+		}
+	}()
+	tp.pair.A.Do(t, func() error {
+		d := net.Dialer{KeepAlive: -1, Timeout: 5 * time.Second}
+		for range n {
+			c, err := d.Dial("tcp4", net.JoinHostPort(tp.pair.BIP.String(), strconv.Itoa(tp.port)))
+			if err != nil {
+				return err
+			}
+			tp.clients = append(tp.clients, c)
+		}
+		return nil
+	})
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("server did not accept every connection")
+	}
+	t.Cleanup(func() {
+		for _, c := range append(tp.clients, tp.servers...) {
+			c.Close()
+		}
+	})
+	return tp
+}
+
+func scrape(t *testing.T, h http.Handler) string {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	if rec.Code != 200 {
+		t.Fatalf("/metrics: %d %s", rec.Code, rec.Body)
+	}
+	return rec.Body.String()
+}
+
+// metricSum adds the samples of a metric whose labels contain every one of want.
+func metricSum(text, name string, want ...string) float64 {
+	var sum float64
+	for _, line := range strings.Split(text, "\n") {
+		if !strings.HasPrefix(line, name+"{") && !strings.HasPrefix(line, name+" ") {
+			continue
+		}
+		ok := true
+		for _, w := range want {
+			ok = ok && strings.Contains(line, w)
+		}
+		if !ok {
+			continue
+		}
+		f := strings.Fields(line)
+		v, _ := strconv.ParseFloat(f[len(f)-1], 64)
+		sum += v
+	}
+	return sum
+}
+
+func sweep(t *testing.T, a *Agent) SweepResult {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	r, err := a.Sweep(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func TestAgentEnforceRetrofitAndReload(t *testing.T) {
+	tp := newTopology(t, 231, 4)
+	nsA, nsB := tp.pair.A.Name, tp.pair.B.Name
+	p, err := ParsePolicy([]byte("rules: []\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := New(Options{Policy: p, Labels: Labels{Namespace: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	h := a.Handler()
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("GET", "/readyz", nil))
+	if rec.Code != http.StatusServiceUnavailable {
+		t.Fatalf("/readyz before a sweep: %d", rec.Code)
+	}
+	sweep(t, a)
+	m := scrape(t, h)
+	for _, ns := range []string{nsA, nsB} {
+		if got := metricSum(m, "keepalive_connections", `namespace="`+ns+`"`, `risk="no-keepalive"`); got != 4 {
+			t.Fatalf("namespace %s: %v connections without keepalive, want 4\n%s", ns, got, m)
+		}
+	}
+
+	// A bad policy keeps the old one.
+	if err := a.Reload([]byte("rules:\n  - action: enforce\n")); err == nil || !strings.Contains(err.Error(), "line 2") {
+		t.Fatalf("bad reload: %v", err)
+	}
+	if len(a.Policy().Rules) != 0 {
+		t.Fatal("bad policy replaced the old one")
+	}
+	pol := fmt.Sprintf(`budgets: {retrofits_per_sweep: 3}
+rules:
+  - name: client
+    match: {namespaces: [%s], ports: [%d]}
+    action: enforce
+    keepalive: {idle: 30s, interval: 5s, count: 3}
+`, nsA, tp.port)
+	if err := a.Reload([]byte(pol)); err != nil {
+		t.Fatal(err)
+	}
+	r := sweep(t, a)
+	if r.Retrofits != 3 {
+		t.Fatalf("first sweep after the policy retrofitted %d, want the budget of 3", r.Retrofits)
+	}
+	r = sweep(t, a)
+	if r.Retrofits != 1 {
+		t.Fatalf("second sweep retrofitted %d, want 1", r.Retrofits)
+	}
+	sweep(t, a)
+	m = scrape(t, h)
+	if got := metricSum(m, "keepalive_connections", `namespace="`+nsA+`"`, `risk="no-keepalive"`); got != 0 {
+		t.Fatalf("after enforcement: %v at risk in %s\n%s", got, nsA, m)
+	}
+	if got := metricSum(m, "keepalive_connections", `namespace="`+nsB+`"`, `risk="no-keepalive"`); got != 4 {
+		t.Fatalf("the rule touched %s: %v at risk", nsB, got)
+	}
+	if got := metricSum(m, "keepalive_retrofits_total", `result="applied"`); got != 4 {
+		t.Fatalf("retrofits_total = %v", got)
+	}
+	if got := metricSum(m, "keepalive_actions_deferred_total", `action="retrofit"`); got != 1 {
+		t.Fatalf("deferred = %v", got)
+	}
+	if got := metricSum(m, "keepalive_rule_connections", `rule="client"`); got != 4 {
+		t.Fatalf("rule_connections = %v", got)
+	}
+	if got := metricSum(m, "keepalive_policy_reloads_total", `result="rejected"`); got != 1 {
+		t.Fatalf("rejected reloads = %v", got)
+	}
+	if !strings.Contains(m, `keepalive_tcpext_total{counter="TCPKeepAlive",namespace="`+nsA+`"}`) {
+		t.Fatalf("no TcpExt for %s\n%s", nsA, m)
+	}
+	// The retrofitted connections: 30 s + 3 × 5 s.
+	if got := metricSum(m, "keepalive_predicted_detection_seconds_bucket", `le="60"`); got < 4 {
+		t.Fatalf("predicted detection ≤ 60 s for %v connections, want ≥ 4", got)
+	}
+	if !strings.Contains(m, "process_resident_memory_bytes") || !strings.Contains(m, "keepalive_sweep_duration_seconds_count 4") {
+		t.Fatalf("own metrics missing\n%s", m)
+	}
+}
+
+func TestAgentProbeReapsDeadPeer(t *testing.T) {
+	tp := newTopology(t, 232, 2)
+	nsA := tp.pair.A.Name
+	pol, err := ParsePolicy([]byte(fmt.Sprintf(`rules:
+  - name: dead
+    match: {namespaces: [%s]}
+    action: probe
+    probe: {idle_over: 1s, reap: true}
+`, nsA)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := New(Options{Policy: pol, Interval: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	time.Sleep(1200 * time.Millisecond)
+	// The first probes find the peer alive.
+	r := sweep(t, a)
+	if r.Probed != 2 || r.Dead != 0 {
+		t.Fatalf("live peer: %+v", r)
+	}
+	tp.pair.B.BlackHole(t)
+	time.Sleep(1200 * time.Millisecond)
+	r = sweep(t, a)
+	if r.Dead != 2 || r.Reaped != 2 {
+		t.Fatalf("dead peer: %+v", r)
+	}
+	m := scrape(t, a.Handler())
+	if metricSum(m, "keepalive_dead_peers_total") != 2 || metricSum(m, "keepalive_reaps_total", `result="applied"`) != 2 ||
+		metricSum(m, "keepalive_probes_total") != 4 || metricSum(m, "keepalive_probe_verdicts_total", `verdict="alive"`) != 2 {
+		t.Fatalf("counters:\n%s", m)
+	}
+	// The reaped connections are gone: the application sees the error.
+	tp.clients[0].SetReadDeadline(time.Now().Add(2 * time.Second))
+	if _, err := tp.clients[0].Read(make([]byte, 1)); err == nil || strings.Contains(err.Error(), "timeout") {
+		t.Fatalf("read on a reaped connection: %v", err)
+	}
+}
+
+func TestAgentNamespaceComesAndGoes(t *testing.T) {
+	nstest.Require(t)
+	a, err := New(Options{Labels: Labels{Namespace: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	var nsA string
+	t.Run("present", func(t *testing.T) {
+		tp := newTopology(t, 233, 2)
+		nsA = tp.pair.A.Name
+		sweep(t, a)
+		if got := metricSum(scrape(t, a.Handler()), "keepalive_connections", `namespace="`+nsA+`"`); got != 2 {
+			t.Fatalf("%s: %v connections, want 2", nsA, got)
+		}
+	})
+	// The subtest's cleanup closed the connections and deleted the namespaces.
+	sweep(t, a)
+	m := scrape(t, a.Handler())
+	if strings.Contains(m, nsA) {
+		t.Fatalf("namespace %s still reported after it went away", nsA)
+	}
+	for _, e := range a.cache {
+		if e.conn.NetNS == nsA {
+			t.Fatalf("cache still holds %s", e.sock.String())
+		}
+	}
+}
+
+func TestAgentWithPrometheus(t *testing.T) {
+	enf := newTopology(t, 234, 3)
+	dead := newTopology(t, 235, 2)
+	a, err := New(Options{Interval: time.Second, Labels: Labels{Namespace: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	srv := httptest.NewServer(a.Handler())
+	defer srv.Close()
+	prom := prometheusServer(t, strings.TrimPrefix(srv.URL, "http://"))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	atRisk := func(ns string) string {
+		return fmt.Sprintf(`sum(keepalive_connections_at_risk{namespace=%q}) or vector(0)`, ns)
+	}
+	waitQuery(t, prom, atRisk(enf.pair.A.Name), 3)
+	waitQuery(t, prom, atRisk(dead.pair.A.Name), 2)
+	pol := fmt.Sprintf(`rules:
+  - name: enforce-a
+    match: {namespaces: [%s]}
+    action: enforce
+    keepalive: {idle: 20s, interval: 5s, count: 3}
+  - name: reap-dead
+    match: {namespaces: [%s]}
+    action: probe
+    probe: {idle_over: 1s, reap: true}
+`, enf.pair.A.Name, dead.pair.A.Name)
+	dead.pair.B.BlackHole(t)
+	if err := a.Reload([]byte(pol)); err != nil {
+		t.Fatal(err)
+	}
+	waitQuery(t, prom, atRisk(enf.pair.A.Name), 0)
+	waitQuery(t, prom, `sum(keepalive_retrofits_total{result="applied"})`, 3)
+	waitQuery(t, prom, `sum(keepalive_dead_peers_total)`, 2)
+	waitQuery(t, prom, `sum(keepalive_reaps_total{result="applied"})`, 2)
+	waitQuery(t, prom, atRisk(dead.pair.A.Name), 0) // the reaped connections are gone
+	waitQuery(t, prom, `keepalive_policy_rules`, 2)
+	waitQuery(t, prom, `up{job="keepalive"}`, 1)
+
+	// promtool check metrics on a scrape.
+	promtool, err := exec.LookPath("promtool")
+	nstest.Need(t, err == nil, "promtool (Debian package prometheus)")
+	cmd := exec.Command(promtool, "check", "metrics")
+	cmd.Stdin = strings.NewReader(scrape(t, a.Handler()))
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("promtool check metrics: %v\n%s", err, out)
+	}
+}
+
+// prometheusServer runs Debian's prometheus on loopback with its own
+// directory, scraping target every second; it is ended by PID.
+func prometheusServer(t *testing.T, target string) string {
+	t.Helper()
+	bin, err := exec.LookPath("prometheus")
+	nstest.Need(t, err == nil, "the prometheus binary (Debian package prometheus)")
+	dir := t.TempDir()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	cfg := fmt.Sprintf("global:\n  scrape_interval: 1s\n  scrape_timeout: 900ms\nscrape_configs:\n  - job_name: keepalive\n    static_configs:\n      - targets: [%q]\n", target)
+	if err := os.WriteFile(filepath.Join(dir, "prometheus.yml"), []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	log, err := os.Create(filepath.Join(dir, "log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "--config.file="+filepath.Join(dir, "prometheus.yml"), "--storage.tsdb.path="+filepath.Join(dir, "data"),
+		"--web.listen-address="+addr)
+	cmd.Stdout, cmd.Stderr = log, log
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		log.Close()
+		if t.Failed() {
+			b, _ := os.ReadFile(filepath.Join(dir, "log"))
+			t.Logf("prometheus log:\n%s", b)
+		}
+	})
+	base := "http://" + addr
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := http.Get(base + "/-/ready")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return base
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("prometheus not ready: %v", err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// promQuery returns the single value of an instant query, or -1 with no result.
+func promQuery(t *testing.T, base, q string) float64 {
+	t.Helper()
+	resp, err := http.Get(base + "/api/v1/query?query=" + url.QueryEscape(q))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	var r struct {
+		Status string
+		Data   struct {
+			Result []struct {
+				Value [2]any
+			}
+		}
+	}
+	if err := json.Unmarshal(b, &r); err != nil || r.Status != "success" {
+		t.Fatalf("query %s: %v %s", q, err, b)
+	}
+	if len(r.Data.Result) == 0 {
+		return -1
+	}
+	v, _ := strconv.ParseFloat(r.Data.Result[0].Value[1].(string), 64)
+	return v
+}
+
+// waitQuery polls a PromQL query until it returns want (bounded).
+func waitQuery(t *testing.T, base, q string, want float64) {
+	t.Helper()
+	var got float64
+	for range 60 {
+		if got = promQuery(t, base, q); got == want {
+			return
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	t.Fatalf("PromQL %s = %v, want %v", q, got, want)
+}

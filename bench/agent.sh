@@ -1,0 +1,113 @@
+#!/usr/bin/env bash
+# bench/agent.sh — the cost of `keepalive agent` on a host with ~198 000 established loopback
+# sockets at the default 15 s interval, side by side with its anchor: one `ss -tnoi` every 15 s
+# (which lists the sockets and does less: no owners, no namespaces, no assessment, no metrics).
+#
+# Starts PROCS helpers (bench/audit), each holding CONNS loopback connections (2 sockets each),
+# then, for DURATION seconds each and one after the other:
+#   keepalive agent --interval 15s --listen 127.0.0.1:PORT     (policy: report everything)
+#   while :; do ss -tnoi >/dev/null; sleep 15; done
+# and reports CPU time as a share of one core (utime+stime over the window, from
+# /proc/PID/stat, children included for the ss loop), the agent's peak RSS (VmHWM) and the
+# ratio. The window starts after the agent's first sweep (owners of every socket resolved
+# once), which is reported on its own.
+#
+# Usage: sudo bench/agent.sh
+# Env:   PROCS=11 CONNS=9000 DURATION=120 INTERVAL=15
+set -euo pipefail
+
+PROCS=${PROCS:-11}
+CONNS=${CONNS:-9000}
+DURATION=${DURATION:-120}
+INTERVAL=${INTERVAL:-15}
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+work=$(mktemp -d /tmp/keepalive-bench-agent.XXXXXX)
+pids=()
+cleanup() {
+	local p
+	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+	for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+	exec 3>&- 2>/dev/null || true
+	rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+for tool in ss go curl; do
+	command -v "$tool" >/dev/null || { echo "agent.sh: $tool is required" >&2; exit 1; }
+done
+if (( $(ulimit -n) < 2 * CONNS + 100 )); then
+	echo "agent.sh: ulimit -n is $(ulimit -n); CONNS=$CONNS needs $((2 * CONNS + 100))" >&2
+	exit 1
+fi
+echo "building keepalive and the helper..."
+(cd "$root" && go build -o "$work/keepalive" ./cmd/keepalive && cd bench && go build -o "$work/helper" ./audit)
+
+mkfifo "$work/hold"
+exec 3<>"$work/hold"
+echo "starting $PROCS helpers × $CONNS connections..."
+for i in $(seq 1 "$PROCS"); do
+	"$work/helper" -addr "127.0.0.$((i + 1))" -n "$CONNS" <&3 >"$work/h$i.log" 2>&1 &
+	pids+=($!)
+done
+deadline=$((SECONDS + 600))
+for i in $(seq 1 "$PROCS"); do
+	until grep -q '^ready' "$work/h$i.log"; do
+		if grep -q . "$work/h$i.log" && ! grep -q '^ready' "$work/h$i.log"; then echo "helper failed: $(cat "$work/h$i.log")" >&2; exit 1; fi
+		(( SECONDS < deadline )) || { echo "helpers not ready" >&2; exit 1; }
+		sleep 0.5
+	done
+done
+sleep 2
+est=$(ss -Htn state established | wc -l)
+echo "established TCP sockets on the host: $est"
+
+hz=$(getconf CLK_TCK)
+cpu_ticks() { # pid [children]: utime+stime (+cutime+cstime)
+	awk -v c="${2:-0}" '{ sub(/^.*\) /, ""); t = $12 + $13; if (c) t += $14 + $15; print t }' "/proc/$1/stat"
+}
+
+port=$((20000 + RANDOM % 20000))
+echo "keepalive agent for ${DURATION}s (interval ${INTERVAL}s)..."
+"$work/keepalive" agent --interval "${INTERVAL}s" --listen "127.0.0.1:$port" --no-bpf 2>"$work/agent.log" &
+apid=$!
+pids+=($apid)
+# The first sweep resolves the owner of every socket once; it is timed on its own and the
+# steady-state window starts after it.
+f0=$SECONDS
+until curl -s "127.0.0.1:$port/metrics" | grep -q '^keepalive_sweeps_total [1-9]'; do
+	(( SECONDS - f0 < 600 )) || { echo "no first sweep after 600 s" >&2; exit 1; }
+	sleep 0.2
+done
+first_cpu=$(echo "$(cpu_ticks $apid) / $hz" | bc -l)
+first_wall=$((SECONDS - f0))
+t0=$(cpu_ticks $apid)
+sleep "$DURATION"
+t1=$(cpu_ticks $apid)
+hwm=$(awk '/^VmHWM/ {print $2}' "/proc/$apid/status")
+curl -s "127.0.0.1:$port/metrics" >"$work/metrics" || true
+kill $apid; wait $apid 2>/dev/null || true
+sweeps=$(awk '/^keepalive_sweeps_total/ {print $2}' "$work/metrics")
+sum=$(awk '/^keepalive_sweep_duration_seconds_sum/ {print $2}' "$work/metrics")
+socks=$(awk '/^keepalive_sockets / {print $2}' "$work/metrics")
+acpu=$(echo "($t1 - $t0) / $hz / $DURATION * 100" | bc -l)
+
+echo "ss -tnoi every ${INTERVAL}s for ${DURATION}s..."
+bash -c "while :; do ss -tnoi >/dev/null; sleep $INTERVAL; done" &
+spid=$!
+pids+=($spid)
+s0=$(cpu_ticks $spid 1)
+sleep "$DURATION"
+s1=$(cpu_ticks $spid 1)
+kill $spid; wait $spid 2>/dev/null || true
+scpu=$(echo "($s1 - $s0) / $hz / $DURATION * 100" | bc -l)
+
+echo
+echo "== keepalive agent at $socks sockets ($est established on the host), ${INTERVAL}s interval, ${DURATION}s window"
+printf "%-40s %12s %14s\n" "" "CPU % core" "peak RSS MiB"
+printf "%-40s %12.2f %14.1f\n" "keepalive agent" "$acpu" "$(echo "$hwm/1024" | bc -l)"
+printf "%-40s %12.2f %14s\n" "ss -tnoi every ${INTERVAL}s" "$scpu" "-"
+printf "ratio agent / ss loop = %.2f   (goals: agent ≤ 2 %% of a core, ≤ 100 MiB)\n" "$(echo "$acpu/$scpu" | bc -l)"
+printf "first sweep (owners of every socket): ≈ %s s wall, %.2f s CPU (start-up included)\n" "$first_wall" "$first_cpu"
+printf "sweeps %s, mean sweep %.3f s (first included)\n" "$sweeps" "$(echo "$sum/$sweeps" | bc -l)"
