@@ -279,7 +279,8 @@ type assessKey struct {
 	hasSettings     bool
 	settings        keepalive.Settings
 	refresh, idleMx time.Duration
-	sys             int // sysctlRef.idx
+	rtoMax          time.Duration // the socket's own TCP_RTO_MAX_MS
+	sys             int           // sysctlRef.idx
 }
 
 type sysctlEntry struct {
@@ -479,7 +480,7 @@ func (a *Agent) sysctl(s *host.Socket, n uint64) sysctlRef {
 
 func (a *Agent) assess(s *host.Socket, sr sysctlRef) Assessment {
 	on, known := s.KeepaliveArmed()
-	k := assessKey{state: s.State, armed: on, known: known, sys: sr.idx,
+	k := assessKey{state: s.State, armed: on, known: known, sys: sr.idx, rtoMax: s.RTOMax,
 		inflight: s.SendQ > 0 || (s.Info != nil && (s.Info.Unacked > 0 || s.Info.NotSent > 0))}
 	if s.Settings != nil {
 		k.hasSettings, k.settings = true, *s.Settings

@@ -28,7 +28,7 @@ type AssessFunc func(s *host.Socket, sys host.Sysctl) Assessment
 func HostAssess(o host.AssessOptions) AssessFunc {
 	return func(s *host.Socket, sys host.Sysctl) Assessment {
 		oo := o
-		oo.Defaults, oo.Retries2 = sys.Keepalive, sys.Retries2
+		oo.Defaults, oo.Retries2, oo.RTOMin, oo.RTOMax = sys.Keepalive, sys.Retries2, sys.RTOMin, sys.RTOMax
 		r := host.Assess(*s, oo)
 		a := Assessment{Risk: string(r.Risk), AtRisk: r.AtRisk, Keepalive: r.Known && r.Enabled}
 		switch {

@@ -59,6 +59,9 @@ type AssessOptions struct {
 	// judged); MiddleboxName names it in verdicts ("" → "middlebox").
 	Middlebox     time.Duration
 	MiddleboxName string
+	// RTOMin and RTOMax are the namespace's net.ipv4.tcp_rto_min_us / tcp_rto_max_ms (0: the
+	// kernel's fixed 200 ms and 120 s). A socket's own TCP_RTO_MAX_MS (Socket.RTOMax) wins.
+	RTOMin, RTOMax time.Duration
 	// DetectWithin flags connections that take longer than this to notice a dead peer (0:
 	// no limit).
 	DetectWithin time.Duration
@@ -115,6 +118,9 @@ type Assessment struct {
 // model (about a millisecond): to judge many sockets, use an Assessor.
 func Assess(s Socket, o AssessOptions) Assessment {
 	a := assessSettings(&s)
+	if s.RTOMax > 0 {
+		o.RTOMax = s.RTOMax
+	}
 	a.InFlight = s.SendQ > 0 || (s.Info != nil && (s.Info.Unacked > 0 || s.Info.NotSent > 0))
 	assess := s.State == StateEstablished || s.State == StateCloseWait
 	if a.Source == SourceSocket {
@@ -159,7 +165,7 @@ func assessSettings(s *Socket) Assessment {
 }
 
 func (a *Assessment) predict(m keepalive.Model, o *AssessOptions) {
-	m.HZ, m.Retries2 = o.HZ, o.Retries2
+	m.HZ, m.Retries2, m.RTOMin, m.RTOMax = o.HZ, o.Retries2, o.RTOMin, o.RTOMax
 	tl := keepalive.Predict(m)
 	a.Detected, a.Detection, a.Error = tl.Detected, tl.Detection, tl.Error
 	a.Earliest, a.Latest, a.HZ = tl.Earliest, tl.Latest, tl.HZ
@@ -280,6 +286,7 @@ type assessKey struct {
 	source                                    Source
 	cfg                                       keepalive.Config
 	refreshMin                                time.Duration
+	rtoMax                                    time.Duration
 }
 
 // NewAssessor returns an Assessor judging with o.
@@ -292,7 +299,7 @@ func (as *Assessor) Assess(s Socket) Assessment {
 	a := assessSettings(&s)
 	k := assessKey{judged: s.State == StateEstablished || s.State == StateCloseWait,
 		inFlight: s.SendQ > 0 || (s.Info != nil && (s.Info.Unacked > 0 || s.Info.NotSent > 0)),
-		known:    a.Known, enabled: a.Enabled, bounded: a.Bounded, source: a.Source, cfg: a.Config, refreshMin: a.Bounds.RefreshMin}
+		known:    a.Known, enabled: a.Enabled, bounded: a.Bounded, source: a.Source, cfg: a.Config, refreshMin: a.Bounds.RefreshMin, rtoMax: s.RTOMax}
 	as.mu.Lock()
 	v, ok := as.cache[k]
 	as.mu.Unlock()

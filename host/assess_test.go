@@ -87,3 +87,27 @@ func TestFormatSeconds(t *testing.T) {
 		}
 	}
 }
+
+// TestAssessRTOBounds: with data in flight and no user timeout, death comes after the
+// tcp_retries2 budget of retransmissions whose timeout doubles up to the maximum RTO in
+// force, so a lower net.ipv4.tcp_rto_max_ms (or the socket's TCP_RTO_MAX_MS, which wins)
+// shortens the predicted detection.
+func TestAssessRTOBounds(t *testing.T) {
+	s := Socket{State: StateEstablished, SendQ: 100, Settings: &keepalive.Settings{Enabled: true, Config: keepalive.Config{Idle: 60 * time.Second, Interval: 10 * time.Second, Count: 3}}}
+	def := Assess(s, AssessOptions{HZ: 250})
+	ns := Assess(s, AssessOptions{HZ: 250, RTOMax: 5 * time.Second})
+	s.RTOMax = 2 * time.Second
+	own := Assess(s, AssessOptions{HZ: 250, RTOMax: 5 * time.Second})
+	if !def.InFlight || !def.Detected || !ns.Detected || !own.Detected {
+		t.Fatalf("not judged in flight: %+v / %+v / %+v", def, ns, own)
+	}
+	if !(own.Detection < ns.Detection && ns.Detection < def.Detection) {
+		t.Fatalf("detection with RTO max 120s %v, namespace 5s %v, socket 2s %v: want strictly shorter", def.Detection, ns.Detection, own.Detection)
+	}
+	as := NewAssessor(AssessOptions{HZ: 250})
+	s2 := s
+	s2.RTOMax = 0
+	if a, b := as.Assess(s), as.Assess(s2); a.Detection == b.Detection {
+		t.Fatalf("Assessor shared a verdict across different TCP_RTO_MAX_MS: %v", a.Detection)
+	}
+}

@@ -224,6 +224,9 @@ type Socket struct {
 	// Inferred is true when Settings could not be read and keepalive state is only inferred
 	// from the timer (see KeepaliveArmed and KeepaliveBounds).
 	Inferred bool `json:"inferred"`
+	// RTOMax is the socket's own TCP_RTO_MAX_MS (Linux 6.15+), read with Settings through an
+	// owner's descriptor; zero when not read, unsupported, or equal to the namespace's bound.
+	RTOMax time.Duration `json:"rto_max,omitempty"`
 }
 
 // Idle is the time since the last segment was received, zero when tcp_info is missing.

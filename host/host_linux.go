@@ -361,6 +361,9 @@ func (w *walker) finish() error {
 		fd, _, err := w.g.dup(s)
 		if err == nil {
 			w.settings, err = keepalive.Get(keepalive.FD(fd))
+			if err == nil {
+				s.RTOMax = socketRTOMax(fd)
+			}
 			unix.Close(fd)
 		}
 		if err == nil {
@@ -569,4 +572,16 @@ func retrofitOne(g *fdGrabber, s *Socket, cfg keepalive.Config, dry bool) (Owner
 		return o, before, after, fmt.Errorf("read back %s, wanted %s", after, want)
 	}
 	return o, before, after, nil
+}
+
+// tcpRTOMaxMS is TCP_RTO_MAX_MS (include/uapi/linux/tcp.h, Linux 6.15).
+const tcpRTOMaxMS = 44
+
+// socketRTOMax reads a socket's TCP_RTO_MAX_MS; 0 where the kernel lacks it.
+func socketRTOMax(fd int) time.Duration {
+	v, err := unix.GetsockoptInt(fd, unix.IPPROTO_TCP, tcpRTOMaxMS)
+	if err != nil || v <= 0 {
+		return 0
+	}
+	return time.Duration(v) * time.Millisecond
 }

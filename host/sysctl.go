@@ -21,6 +21,11 @@ type Sysctl struct {
 	Retries2 int `json:"retries2"`
 	// InvalidRatelimit is net.ipv4.tcp_invalid_ratelimit.
 	InvalidRatelimit time.Duration `json:"invalid_ratelimit"`
+	// RTOMin and RTOMax are net.ipv4.tcp_rto_min_us and net.ipv4.tcp_rto_max_ms, the bounds
+	// of the retransmission timeout in force for data in flight; zero on kernels without
+	// these sysctls (fixed 200 ms and 120 s there).
+	RTOMin time.Duration `json:"rto_min,omitempty"`
+	RTOMax time.Duration `json:"rto_max,omitempty"`
 }
 
 // SysctlKeys are the sysctl names, in the order PersistFile writes them.

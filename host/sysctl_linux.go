@@ -60,6 +60,13 @@ func ReadSysctl(netnsName string) (Sysctl, error) {
 			return err
 		}
 		s.InvalidRatelimit = time.Duration(rl) * time.Millisecond
+		// Linux 6.x: the RTO bounds are tunable; older kernels have neither file.
+		if v, err := readSysctlKey("net.ipv4.tcp_rto_min_us"); err == nil && v > 0 {
+			s.RTOMin = time.Duration(v) * time.Microsecond
+		}
+		if v, err := readSysctlKey("net.ipv4.tcp_rto_max_ms"); err == nil && v > 0 {
+			s.RTOMax = time.Duration(v) * time.Millisecond
+		}
 		return nil
 	})
 	return s, err

@@ -60,6 +60,8 @@ type auditVerdictKey struct {
 	assess   bool
 	defaults keepalive.Config
 	retries2 int
+	rtoMin   time.Duration
+	rtoMax   time.Duration
 }
 
 // auditJudge holds the run's parameters and a cache of verdicts.
@@ -157,12 +159,16 @@ func (j *auditJudge) judge(s *host.Socket, ka auditKA, sys host.Sysctl) *host.As
 		// Only the refresh bound enters the verdict: keep the cache small.
 		ka.bounds = auditBounds{refresh: ka.bounds.refresh}
 	}
-	key := auditVerdictKey{ka: ka, inflight: inflight, assess: assess, defaults: sys.Keepalive, retries2: sys.Retries2}
+	rtoMax := sys.RTOMax
+	if s.RTOMax > 0 {
+		rtoMax = s.RTOMax
+	}
+	key := auditVerdictKey{ka: ka, inflight: inflight, assess: assess, defaults: sys.Keepalive, retries2: sys.Retries2, rtoMin: sys.RTOMin, rtoMax: rtoMax}
 	if v, ok := j.cache[key]; ok {
 		return v
 	}
 	o := j.opts
-	o.Defaults, o.Retries2 = sys.Keepalive, sys.Retries2
+	o.Defaults, o.Retries2, o.RTOMin, o.RTOMax = sys.Keepalive, sys.Retries2, sys.RTOMin, sys.RTOMax
 	v := host.Assess(*s, o)
 	j.cache[key] = &v
 	return &v
