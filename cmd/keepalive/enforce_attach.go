@@ -89,12 +89,14 @@ func enforceAttachRun(cmd *cobra.Command, g *globalOptions, o *enforceAttachOpti
 			return usagef("%v", err)
 		}
 	}
-	h, err := openEnforce(g, &o.common, o.common.dryRun)
+	// Resolve the cgroup before anything changes on the host (opening for writing may mount
+	// a bpffs): a wrong --cgroup leaves nothing behind.
+	ro, err := enforce.Open(enforce.Options{PinDir: o.common.pinDir, ReadOnly: true})
 	if err != nil {
 		return err
 	}
-	defer h.Close()
-	rel, id, note, err := resolveEnforceCgroup(h, o.common.cgroup)
+	rel, id, note, err := resolveEnforceCgroup(ro, o.common.cgroup)
+	ro.Close()
 	if err != nil {
 		var ue *usageError
 		if errors.As(err, &ue) {
@@ -102,6 +104,11 @@ func enforceAttachRun(cmd *cobra.Command, g *globalOptions, o *enforceAttachOpti
 		}
 		return fmt.Errorf("enforce attach: %w", err)
 	}
+	h, err := openEnforce(g, &o.common, o.common.dryRun)
+	if err != nil {
+		return err
+	}
+	defer h.Close()
 	rep := report.EnforceAttach{DryRun: o.common.dryRun, Cgroup: rel, CgroupID: id, PinDir: h.PinDir(), Source: source, Rules: []report.EnforceRule{}}
 	if note != "" {
 		rep.Notes = append(rep.Notes, note)

@@ -298,3 +298,16 @@ func TestEnforceDockerContainer(t *testing.T) {
 		t.Errorf("detach by container id: exit %d: %s", code, stderr)
 	}
 }
+
+// TestEnforceAttachBadCgroupLeavesNothing: a --cgroup that does not exist is refused before
+// anything is pinned (no maps, no pin directory).
+func TestEnforceAttachBadCgroupLeavesNothing(t *testing.T) {
+	f := newEnforceFixture(t)
+	_, errOut, code := f.run(t, "enforce", "attach", "--cgroup", f.cgroup+"-does-not-exist", "--idle", "60")
+	if code != 1 || !strings.Contains(errOut, "does-not-exist") || !strings.Contains(errOut, "no such") {
+		t.Fatalf("exit %d, stderr %q; want exit 1 naming the missing cgroup", code, errOut)
+	}
+	if ents, err := os.ReadDir(f.pinDir); err == nil && len(ents) > 0 {
+		t.Fatalf("pins left after a refused attach: %v", ents)
+	}
+}
