@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -139,6 +140,12 @@ Exit codes: 0 measured; 1 error; 2 usage; 3 the path does not count keepalive pr
 				return usagef("--direction %q is not one of both, client-to-server, server-to-client", direction)
 			}
 			o.SkipKeepalive = noKeep
+			// In the library zero means "the default"; on the command line it is a mistake.
+			for name, v := range map[string]time.Duration{"max": o.Max, "resolution": o.Resolution} {
+				if cmd.Flags().Changed(name) && v <= 0 {
+					return usagef("--%s %s out of range (allowed: --max 2s..24h, --resolution 100ms..1h)", name, v)
+				}
+			}
 			if err := o.Validate(); err != nil {
 				return usagef("%v", err)
 			}

@@ -71,6 +71,7 @@ func TestNATTimeoutCommand(t *testing.T) {
 	}{
 		{[]string{"nat-timeout", "measure", addr, "--token", "wrong", "--max", "2s"}, 1, "token"},
 		{[]string{"nat-timeout", "measure", addr, "--max", "1s"}, 2, "--max 1s out of range"},
+		{[]string{"nat-timeout", "measure", addr, "--max", "0s"}, 2, "--max 0s out of range"},
 		{[]string{"nat-timeout", "measure", addr, "--max-conns", "3"}, 2, "--max-conns 3 out of range"},
 		{[]string{"nat-timeout", "measure", addr, "--direction", "sideways"}, 2, "--direction"},
 		{[]string{"nat-timeout", "measure", "no-port"}, 2, "not host:port"},
