@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -291,10 +292,30 @@ type sysctlEntry struct {
 
 // SweepResult summarises one sweep.
 type SweepResult struct {
-	Namespaces, Sockets, New, AtRisk int
-	Retrofits, Attachments           int
-	Probed, Dead, Reaped             int
-	Duration                         time.Duration
+	// Namespaces and Sockets are what the sweep walked; New the sockets not seen before;
+	// AtRisk those whose assessment is at risk.
+	Namespaces int `json:"namespaces"`
+	Sockets    int `json:"sockets"`
+	New        int `json:"new"`
+	AtRisk     int `json:"at_risk"`
+	// Retrofits and Attachments are the enforce actions taken.
+	Retrofits   int `json:"retrofits"`
+	Attachments int `json:"attachments"`
+	// Probed, Dead and Reaped are the probe actions' counts.
+	Probed int `json:"probed"`
+	Dead   int `json:"dead"`
+	Reaped int `json:"reaped"`
+	// Duration is the sweep's wall time (JSON: duration_ms).
+	Duration time.Duration `json:"-"`
+}
+
+// MarshalJSON writes the sweep with its duration in milliseconds, like the other commands.
+func (r SweepResult) MarshalJSON() ([]byte, error) {
+	type plain SweepResult
+	return json.Marshal(struct {
+		plain
+		DurationMS float64 `json:"duration_ms"`
+	}{plain(r), float64(r.Duration.Microseconds()) / 1000})
 }
 
 // Sweep runs one sweep now (waiting for a running one to end).
