@@ -33,7 +33,7 @@ func TestFilter(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		enc := NewEncoder()
+		enc := newEncoder()
 		for _, c := range []struct {
 			p    Packet
 			want bool

@@ -9,18 +9,18 @@ import (
 	"github.com/gopacket/gopacket/layers"
 )
 
-// Encoder serializes [Packet]s into IPv4/IPv6 + TCP datagrams with correct
+// encoder serializes [Packet]s into IPv4/IPv6 + TCP datagrams with correct
 // lengths and checksums. It reuses its buffer: the returned slice is valid
 // until the next call. Not safe for concurrent use.
-type Encoder struct {
+type encoder struct {
 	buf gopacket.SerializeBuffer
 }
 
-// NewEncoder returns an Encoder.
-func NewEncoder() *Encoder { return &Encoder{buf: gopacket.NewSerializeBuffer()} }
+// newEncoder returns an encoder.
+func newEncoder() *encoder { return &encoder{buf: gopacket.NewSerializeBuffer()} }
 
 // Encode returns the IP datagram (network header first) carrying p.
-func (e *Encoder) Encode(p Packet) ([]byte, error) {
+func (e *encoder) Encode(p Packet) ([]byte, error) {
 	src, dst := p.Src.Addr().Unmap(), p.Dst.Addr().Unmap()
 	if !src.IsValid() || !dst.IsValid() || src.Is4() != dst.Is4() {
 		return nil, fmt.Errorf("encode %v -> %v: addresses must be valid and of one family", p.Src, p.Dst)
@@ -61,8 +61,8 @@ func (e *Encoder) Encode(p Packet) ([]byte, error) {
 	return e.buf.Bytes(), nil
 }
 
-// Decoder parses captured IP datagrams. Not safe for concurrent use.
-type Decoder struct {
+// decoder parses captured IP datagrams. Not safe for concurrent use.
+type decoder struct {
 	ip4  layers.IPv4
 	ip6  layers.IPv6
 	tcp  layers.TCP
@@ -70,13 +70,13 @@ type Decoder struct {
 	ic6  layers.ICMPv6
 }
 
-// NewDecoder returns a Decoder.
-func NewDecoder() *Decoder { return &Decoder{} }
+// newDecoder returns a decoder.
+func newDecoder() *decoder { return &decoder{} }
 
 // Decode parses b, an IP datagram starting at the network header. It
 // returns false for anything but a TCP segment or an ICMP/ICMPv6
 // destination unreachable quoting a TCP segment. It never panics.
-func (d *Decoder) Decode(b []byte) (Wire, bool) {
+func (d *decoder) Decode(b []byte) (Wire, bool) {
 	if len(b) < 1 {
 		return Wire{}, false
 	}
@@ -147,7 +147,7 @@ func (d *Decoder) Decode(b []byte) (Wire, bool) {
 	return Wire{}, false
 }
 
-func (d *Decoder) decodeTCP(src, dst netip.Addr, b []byte, segLen int) (Wire, bool) {
+func (d *decoder) decodeTCP(src, dst netip.Addr, b []byte, segLen int) (Wire, bool) {
 	if err := d.tcp.DecodeFromBytes(b, gopacket.NilDecodeFeedback); err != nil {
 		return Wire{}, false
 	}

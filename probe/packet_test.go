@@ -9,7 +9,7 @@ import (
 )
 
 func TestEncodeDecodeRoundTrip(t *testing.T) {
-	enc, dec := NewEncoder(), NewDecoder()
+	enc, dec := newEncoder(), newDecoder()
 	for _, p := range []Packet{
 		{Src: tLocal, Dst: tRemote, Seq: 999, Ack: 5000, Window: 502},
 		{Src: tLocal, Dst: tRemote, Seq: 999, Ack: 5000, Window: 502, Payload: []byte{0}},
@@ -75,7 +75,7 @@ func icmpFor(t testing.TB, quoted []byte, v6 bool) []byte {
 }
 
 func TestDecodeICMP(t *testing.T) {
-	enc, dec := NewEncoder(), NewDecoder()
+	enc, dec := newEncoder(), newDecoder()
 	for _, v6 := range []bool{false, true} {
 		p := Packet{Src: tLocal, Dst: tRemote, Seq: 77, Ack: 5}
 		if v6 {
@@ -98,7 +98,7 @@ func TestDecodeICMP(t *testing.T) {
 }
 
 func TestDecodeRejects(t *testing.T) {
-	dec := NewDecoder()
+	dec := newDecoder()
 	for _, b := range [][]byte{nil, {0x45}, {0x60, 0, 0}, make([]byte, 60), {0x45, 0, 0, 20, 0, 0, 0, 0, 64, 17, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8}} {
 		if w, ok := dec.Decode(b); ok {
 			t.Errorf("%x decoded as %+v", b, w)
@@ -107,7 +107,7 @@ func TestDecodeRejects(t *testing.T) {
 }
 
 func FuzzDecode(f *testing.F) {
-	enc := NewEncoder()
+	enc := newEncoder()
 	for _, p := range []Packet{
 		{Src: tLocal, Dst: tRemote, Seq: 1, Ack: 2, Payload: []byte{0}},
 		{Src: netip.MustParseAddrPort("[fd00:200::1]:1"), Dst: netip.MustParseAddrPort("[fd00:200::2]:2")},
@@ -118,7 +118,7 @@ func FuzzDecode(f *testing.F) {
 	}
 	f.Add([]byte{0x45, 0, 0, 20})
 	f.Fuzz(func(t *testing.T, b []byte) {
-		w, ok := NewDecoder().Decode(b)
+		w, ok := newDecoder().Decode(b)
 		if ok && (!w.Src.IsValid() || !w.Dst.IsValid()) {
 			t.Fatalf("accepted without addresses: %+v", w)
 		}

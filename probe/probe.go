@@ -16,7 +16,7 @@
 //     kernel accepts and tears the socket down by itself (its owner sees
 //     ECONNRESET).
 //
-// The per-connection logic is a pure state machine ([Machine]) with the clock
+// The per-connection logic is a pure state machine ([machine]) with the clock
 // injected; [Run] drives many machines over any [Transport] with a paced send
 // loop. On Linux, [New] opens the real transport: one AF_PACKET capture with a
 // kernel BPF filter and one raw injection socket per address family.

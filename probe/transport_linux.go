@@ -31,13 +31,13 @@ type linuxTransport struct {
 	done       chan struct{}
 	wg         sync.WaitGroup
 	mu         sync.Mutex // guards enc and the raw sockets
-	enc        *Encoder
+	enc        *encoder
 	closeOnce  sync.Once
 	active     atomic.Bool // packets are delivered only while a run is active
 }
 
 func newTransport(ns string) (filterTransport, error) {
-	t := &linuxTransport{capFD: -1, raw4: -1, raw6: -1, enc: NewEncoder(),
+	t := &linuxTransport{capFD: -1, raw4: -1, raw6: -1, enc: newEncoder(),
 		ch: make(chan Wire, 1<<16), done: make(chan struct{})}
 	open := func() error {
 		var err error
@@ -162,7 +162,7 @@ func (t *linuxTransport) read() {
 	defer close(t.ch)
 	buf := make([]byte, 2048)
 	oob := make([]byte, 256)
-	dec := NewDecoder()
+	dec := newDecoder()
 	for {
 		select {
 		case <-t.done:
