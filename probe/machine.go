@@ -5,7 +5,7 @@ import (
 	"time"
 )
 
-// actionKind says what a [machine] wants done next.
+// actionKind says what a machine wants done next.
 type actionKind uint8
 
 // action kinds.
@@ -18,7 +18,7 @@ const (
 	actSend
 )
 
-// action is what a [machine] asks its driver to do.
+// action is what a machine asks its driver to do.
 type action struct {
 	Kind   actionKind
 	Packet Packet

@@ -27,7 +27,7 @@ type Simulation struct {
 	Result Result            `json:"result"`
 }
 
-// Simulate drives one [machine] — the same state machine the real prober runs — against an
+// Simulate drives one machine — the same state machine the real prober runs — against an
 // in-memory local stack and a peer that behaves as given, on a virtual clock starting at 0.
 // It shows what 'keepalive probe' does and when it reaches its verdict, without sending a
 // packet. rtt is the round-trip time to the peer (default 1 ms).

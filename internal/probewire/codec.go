@@ -1,4 +1,4 @@
-package probe
+package probewire
 
 import (
 	"encoding/binary"
@@ -9,18 +9,18 @@ import (
 	"github.com/gopacket/gopacket/layers"
 )
 
-// encoder serializes [Packet]s into IPv4/IPv6 + TCP datagrams with correct
+// Encoder serializes [Packet]s into IPv4/IPv6 + TCP datagrams with correct
 // lengths and checksums. It reuses its buffer: the returned slice is valid
 // until the next call. Not safe for concurrent use.
-type encoder struct {
+type Encoder struct {
 	buf gopacket.SerializeBuffer
 }
 
-// newEncoder returns an encoder.
-func newEncoder() *encoder { return &encoder{buf: gopacket.NewSerializeBuffer()} }
+// NewEncoder returns an Encoder.
+func NewEncoder() *Encoder { return &Encoder{buf: gopacket.NewSerializeBuffer()} }
 
 // Encode returns the IP datagram (network header first) carrying p.
-func (e *encoder) Encode(p Packet) ([]byte, error) {
+func (e *Encoder) Encode(p Packet) ([]byte, error) {
 	src, dst := p.Src.Addr().Unmap(), p.Dst.Addr().Unmap()
 	if !src.IsValid() || !dst.IsValid() || src.Is4() != dst.Is4() {
 		return nil, fmt.Errorf("encode %v -> %v: addresses must be valid and of one family", p.Src, p.Dst)
@@ -61,8 +61,8 @@ func (e *encoder) Encode(p Packet) ([]byte, error) {
 	return e.buf.Bytes(), nil
 }
 
-// decoder parses captured IP datagrams. Not safe for concurrent use.
-type decoder struct {
+// Decoder parses captured IP datagrams. Not safe for concurrent use.
+type Decoder struct {
 	ip4  layers.IPv4
 	ip6  layers.IPv6
 	tcp  layers.TCP
@@ -70,13 +70,13 @@ type decoder struct {
 	ic6  layers.ICMPv6
 }
 
-// newDecoder returns a decoder.
-func newDecoder() *decoder { return &decoder{} }
+// NewDecoder returns a Decoder.
+func NewDecoder() *Decoder { return &Decoder{} }
 
 // Decode parses b, an IP datagram starting at the network header. It
 // returns false for anything but a TCP segment or an ICMP/ICMPv6
 // destination unreachable quoting a TCP segment. It never panics.
-func (d *decoder) Decode(b []byte) (Wire, bool) {
+func (d *Decoder) Decode(b []byte) (Wire, bool) {
 	if len(b) < 1 {
 		return Wire{}, false
 	}
@@ -147,7 +147,7 @@ func (d *decoder) Decode(b []byte) (Wire, bool) {
 	return Wire{}, false
 }
 
-func (d *decoder) decodeTCP(src, dst netip.Addr, b []byte, segLen int) (Wire, bool) {
+func (d *Decoder) decodeTCP(src, dst netip.Addr, b []byte, segLen int) (Wire, bool) {
 	if err := d.tcp.DecodeFromBytes(b, gopacket.NilDecodeFeedback); err != nil {
 		return Wire{}, false
 	}
