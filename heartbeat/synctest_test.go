@@ -1,6 +1,7 @@
 package heartbeat
 
 import (
+	"context"
 	"errors"
 	"io"
 	"net"
@@ -103,6 +104,46 @@ func TestSynctestLivePeerMinute(t *testing.T) {
 		}
 		if ss.PingsSent != 0 {
 			t.Fatalf("server pinged %d times although it hears the client's PINGs", ss.PingsSent)
+		}
+	})
+}
+
+// The peer's connection is fine but its application hangs (Health never returns): the PONG
+// is withheld and the client declares the peer dead Time+Timeout after the last byte read.
+func TestSynctestHungApplication(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := newScheduler()
+		defer settle(s)
+		release := make(chan struct{})
+		defer close(release)
+		pa, pb := net.Pipe()
+		a, b := delayConn{pa, time.Millisecond}, delayConn{pb, time.Millisecond}
+		const tm, to = 2 * time.Second, 3 * time.Second
+		dead := make(chan error, 1)
+		start := time.Now()
+		c, err := Client(a, Options{Time: tm, Timeout: to, sched: s,
+			OnDead: func(_ *Conn, err error) { dead <- err }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		srv, err := Wrap(b, Options{Time: time.Hour, Timeout: time.Hour, sched: s,
+			Health: func(context.Context) error { <-release; return nil }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer srv.Close()
+		readLoop(srv) // the peer application reads; only its Health hangs
+		err = <-dead
+		el := time.Since(start)
+		if !errors.Is(err, ErrPeerUnresponsive) {
+			t.Fatalf("OnDead got %v, want ErrPeerUnresponsive", err)
+		}
+		if el != tm+to {
+			t.Fatalf("hung peer detected after %s, want exactly Time+Timeout = %s", el, tm+to)
+		}
+		if st := srv.Stats(); st.PingsReceived != 1 || st.PongsSent != 0 {
+			t.Fatalf("peer stats %+v, want one PING received and no PONG", st)
 		}
 	})
 }
