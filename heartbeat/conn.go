@@ -119,7 +119,7 @@ func Wrap(conn net.Conn, opts Options) (*Conn, error) {
 	}
 	c := &Conn{
 		nc:                 conn,
-		s:                  shared,
+		s:                  o.scheduler(),
 		timeD:              int64(o.Time),
 		toutD:              int64(o.Timeout),
 		permitWithoutCalls: o.PermitWithoutCalls,
@@ -135,7 +135,7 @@ func Wrap(conn net.Conn, opts Options) (*Conn, error) {
 		c.enfPermit = e.PermitWithoutCalls
 		c.minTime = int64(e.MinTime)
 	}
-	now := nanotime()
+	now := c.s.nanotime()
 	c.lastRead.Store(now)
 	c.lastWrite.Store(now)
 	c.s.add(c, now+min(c.timeD, c.toutD/2))
@@ -402,7 +402,7 @@ func (c *Conn) fill(need int) error {
 }
 
 func (c *Conn) markRead(n int) {
-	c.lastRead.Store(nanotime())
+	c.lastRead.Store(c.s.nanotime())
 	c.bytesIn.Add(uint64(n))
 }
 
@@ -433,7 +433,7 @@ func (c *Conn) readErr(err error, midFrame bool) error {
 
 // tcpDead is the DeadError for a socket error that means the TCP stack gave up on the peer.
 func (c *Conn) tcpDead(err error) *DeadError {
-	return &DeadError{By: ByTCP, Err: err, Silence: time.Duration(nanotime() - c.lastRead.Load()), Timeout: time.Duration(c.toutD)}
+	return &DeadError{By: ByTCP, Err: err, Silence: time.Duration(c.s.nanotime() - c.lastRead.Load()), Timeout: time.Duration(c.toutD)}
 }
 
 // writeFailed ends the connection when a write error means the peer is gone.
@@ -471,7 +471,7 @@ func (c *Conn) control(t FrameType, p []byte) error {
 		if id != c.pingID.Load() {
 			return nil
 		}
-		now := nanotime()
+		now := c.s.nanotime()
 		c.s.advance(c, now+c.timeD)
 		rtt := now - ts
 		if rtt < 0 || rtt > int64(time.Hour) {
@@ -501,7 +501,7 @@ func (c *Conn) control(t FrameType, p []byte) error {
 // strike applies the EnforcementPolicy to a received PING and reports whether the peer has
 // used up its strikes.
 func (c *Conn) strike() bool {
-	now := nanotime()
+	now := c.s.nanotime()
 	last := c.lastPingRecv
 	c.lastPingRecv = now
 	if last == 0 {
@@ -567,16 +567,16 @@ func (c *Conn) flushLocked() {
 		putPing(c.wctl[:], FramePong, c.pongID.Load(), c.pongTime.Load())
 		c.pongsSent.Add(1)
 		if _, err := c.nc.Write(c.wctl[:]); err == nil {
-			c.lastWrite.Store(nanotime())
+			c.lastWrite.Store(c.s.nanotime())
 		} else {
 			c.writeFailed(err)
 		}
 	}
 	if bits&ctlPing != 0 {
-		putPing(c.wctl[:], FramePing, c.pingID.Load(), nanotime())
+		putPing(c.wctl[:], FramePing, c.pingID.Load(), c.s.nanotime())
 		c.pingsSent.Add(1)
 		if _, err := c.nc.Write(c.wctl[:]); err == nil {
-			c.lastWrite.Store(nanotime())
+			c.lastWrite.Store(c.s.nanotime())
 		} else {
 			c.writeFailed(err)
 		}
@@ -614,7 +614,7 @@ func (c *Conn) Write(p []byte) (int, error) {
 	c.s.bufs.Put(bp)
 	if written > 0 {
 		c.bytesOut.Add(uint64(written))
-		c.lastWrite.Store(nanotime())
+		c.lastWrite.Store(c.s.nanotime())
 		c.noData.Store(0)
 		c.strikes.Store(0)
 	}
@@ -764,8 +764,8 @@ func (c *Conn) Stats() Stats {
 		RTT:            time.Duration(c.rtt.Load()),
 		MinRTT:         time.Duration(c.rttMin.Load()),
 		SmoothedRTT:    time.Duration(c.rttSmooth.Load()),
-		LastRead:       timeAt(c.lastRead.Load()),
-		LastWrite:      timeAt(c.lastWrite.Load()),
+		LastRead:       c.s.timeAt(c.lastRead.Load()),
+		LastWrite:      c.s.timeAt(c.lastWrite.Load()),
 		PingsSent:      uint64(c.pingsSent.Load()),
 		PongsReceived:  uint64(c.pongsRecv.Load()),
 		PingsReceived:  uint64(c.pingsRecv.Load()),

@@ -415,8 +415,8 @@ func TestPingPongAllocs(t *testing.T) {
 	// The scheduler's visit (ping decision) allocates nothing either.
 	v := func() {
 		c.pingOut = false
-		c.lastRead.Store(nanotime() - int64(2*time.Hour))
-		c.visit(nanotime())
+		c.lastRead.Store(c.s.nanotime() - int64(2*time.Hour))
+		c.visit(c.s.nanotime())
 		<-pong
 		c.pingOut = false
 	}

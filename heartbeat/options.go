@@ -73,6 +73,18 @@ type Options struct {
 	// after about Timeout with a *DeadError (By ByTCP) matching ErrPeerUnresponsive, and
 	// OnDead is called, exactly as when the heartbeat notices first.
 	UserTimeout bool
+
+	// sched, when set, is the scheduler the Conn uses instead of the process-wide one (tests
+	// only: a synctest bubble needs a scheduler whose clock and goroutines live inside it).
+	sched *scheduler
+}
+
+// scheduler returns the scheduler a Conn made with o joins.
+func (o Options) scheduler() *scheduler {
+	if o.sched != nil {
+		return o.sched
+	}
+	return shared
 }
 
 // EnforcementPolicy polices the PINGs a peer sends (gRPC's server EnforcementPolicy). A PING

@@ -7,20 +7,20 @@ import (
 	"time"
 )
 
-// epoch is the origin of the package's monotonic clock; it is set once and never changes.
-var epoch = time.Now()
-
-// nanotime returns monotonic nanoseconds since epoch.
-func nanotime() int64 { return int64(time.Since(epoch)) }
+// nanotime returns monotonic nanoseconds since the scheduler's epoch.
+func (s *scheduler) nanotime() int64 { return int64(time.Since(s.epoch)) }
 
 // timeAt converts a nanotime reading to wall-clock time.
-func timeAt(ns int64) time.Time { return epoch.Add(time.Duration(ns)) }
+func (s *scheduler) timeAt(ns int64) time.Time { return s.epoch.Add(time.Duration(ns)) }
 
 // scheduler holds the heartbeat deadlines of every Conn of the process in one min-heap served
 // by one goroutine and one time.Timer. The goroutine runs only while connections exist. A small
 // fixed pool of writer goroutines sends PINGs and PONGs so that a socket with a full send
 // buffer never stalls the clock.
 type scheduler struct {
+	// epoch is the origin of the scheduler's monotonic clock; it is set once and never changes.
+	epoch time.Time
+
 	mu      sync.Mutex
 	h       connHeap // min-heap on Conn.when
 	running bool
@@ -36,8 +36,10 @@ type scheduler struct {
 // process. The pointer never changes; its state is guarded by its mutex.
 var shared = newScheduler()
 
+// newScheduler returns a scheduler whose clock starts now. Besides the shared one, only tests
+// make their own (Options.sched), e.g. inside a synctest bubble whose clock is virtual.
 func newScheduler() *scheduler {
-	s := &scheduler{wake: make(chan struct{}, 1), jobs: make(chan *Conn, 4096)}
+	s := &scheduler{epoch: time.Now(), wake: make(chan struct{}, 1), jobs: make(chan *Conn, 4096)}
 	s.bufs.New = func() any {
 		b := make([]byte, HeaderSize+MaxPayload)
 		return &b
@@ -157,7 +159,7 @@ func (s *scheduler) loop() {
 			s.mu.Unlock()
 			return
 		}
-		now := nanotime()
+		now := s.nanotime()
 		for len(s.h) > 0 && s.h[0].when <= now && len(batch) < maxBatch {
 			batch = append(batch, s.removeAt(0))
 		}
@@ -203,6 +205,13 @@ func (s *scheduler) kick(c *Conn) {
 	default:
 		go c.tryFlush()
 	}
+}
+
+// stopWriters ends the writer goroutines of a scheduler no Conn uses any more (a test's own;
+// never the shared one).
+func (s *scheduler) stopWriters() {
+	s.startWriters.Do(func() {})
+	close(s.jobs)
 }
 
 func (s *scheduler) writer() {

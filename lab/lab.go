@@ -55,54 +55,6 @@ const (
 	InFlight Scenario = "in-flight"
 )
 
-// Scenarios lists every scenario in display order.
-func Scenarios() []Scenario {
-	return []Scenario{Crash, Path, Reboot, NAT, Hung, InFlight}
-}
-
-// Describe is a one-line description of the scenario.
-func (s Scenario) Describe() string {
-	switch s {
-	case Crash:
-		return "the server host vanishes: all its traffic silently dropped"
-	case Path:
-		return "the router's link towards the server goes down"
-	case Reboot:
-		return "the server forgets the connection and answers the next segment with RST"
-	case NAT:
-		return "the router's conntrack entry expires while the connection is idle"
-	case Hung:
-		return "the server process is frozen (SIGSTOP); its kernel still ACKs"
-	case InFlight:
-		return "the server vanishes while the client has unacknowledged data"
-	}
-	return "unknown scenario"
-}
-
-// ParseScenario accepts a scenario name. "nat-drop" and "nat-rst" select NAT with that expiry
-// behaviour (returned as variant; "" otherwise).
-func ParseScenario(s string) (sc Scenario, variant string, err error) {
-	switch strings.ToLower(strings.TrimSpace(s)) {
-	case "crash":
-		return Crash, "", nil
-	case "path":
-		return Path, "", nil
-	case "reboot":
-		return Reboot, "", nil
-	case "nat":
-		return NAT, "", nil
-	case "nat-drop":
-		return NAT, "drop", nil
-	case "nat-rst":
-		return NAT, "rst", nil
-	case "hung":
-		return Hung, "", nil
-	case "in-flight", "inflight":
-		return InFlight, "", nil
-	}
-	return "", "", fmt.Errorf("unknown scenario %q (allowed: crash, path, reboot, nat, nat-drop, nat-rst, hung, in-flight)", s)
-}
-
 // Defaults used when Options leave a field zero.
 const (
 	DefaultIdle       = 2 * time.Second
@@ -313,32 +265,12 @@ func (o Options) normalize() (Options, error) {
 	if o.Scenario == "" {
 		o.Scenario = Crash
 	}
-	valid := false
-	for _, s := range Scenarios() {
-		if s == o.Scenario {
-			valid = true
-		}
+	sd, ok := lookupScenario(o.Scenario)
+	if !ok {
+		return o, fmt.Errorf("lab: unknown scenario %q (allowed: %s)", o.Scenario, strings.Join(scenarioIDs(), ", "))
 	}
-	if !valid {
-		return o, fmt.Errorf("lab: unknown scenario %q (allowed: crash, path, reboot, nat, hung, in-flight)", o.Scenario)
-	}
-	if o.Scenario == NAT {
-		switch o.NATOnExpiry {
-		case "":
-			o.NATOnExpiry = "drop"
-		case "drop", "rst":
-		default:
-			return o, fmt.Errorf("lab: NAT expiry behaviour %q not allowed (allowed: drop, rst)", o.NATOnExpiry)
-		}
-		if o.NATTimeout == 0 {
-			o.NATTimeout = DefaultNATTimeout
-		}
-		if o.NATTimeout < time.Second || o.NATTimeout > 24*time.Hour || o.NATTimeout%time.Second != 0 {
-			return o, fmt.Errorf("lab: NAT timeout %s not allowed (allowed: 1s..24h in whole seconds)", o.NATTimeout)
-		}
-	} else {
-		o.NATOnExpiry = ""
-		o.NATTimeout = 0
+	if err := sd.normalize(&o); err != nil {
+		return o, err
 	}
 	if o.Config.Idle == 0 {
 		o.Config.Idle = DefaultIdle
@@ -410,36 +342,25 @@ func checkRunID(id string) error {
 	return nil
 }
 
-// modelScenario maps a lab scenario to the model's.
-func modelScenario(s Scenario) keepalive.Scenario {
-	switch s {
-	case Reboot:
-		return keepalive.ScenarioReboot
-	case NAT:
-		return keepalive.ScenarioNAT
-	case InFlight:
-		return keepalive.ScenarioInFlight
-	}
-	return keepalive.ScenarioSilent
-}
-
 // predictInput builds the model input of a run; the detector completes it.
 func predictInput(o Options) PredictInput {
-	return PredictInput{
+	in := PredictInput{
 		Scenario: o.Scenario,
 		Variant:  o.NATOnExpiry,
 		Options:  o,
 		Model: keepalive.Model{
 			Config:           o.Config,
-			Scenario:         modelScenario(o.Scenario),
 			MiddleboxTimeout: o.NATTimeout,
-			MiddleboxRST:     o.Scenario == NAT && o.NATOnExpiry == "rst",
 			RTT:              100 * time.Microsecond,
 			Retries2:         o.Retries2,
 			HZ:               o.HZ,
 			Segments:         o.Segments,
 		},
 	}
+	if sd, ok := lookupScenario(o.Scenario); ok {
+		sd.model(o, &in.Model)
+	}
+	return in
 }
 
 // Predict returns the model's timeline for the run o describes, as Run would report it.

@@ -37,7 +37,6 @@ const (
 	ifRouterServer = Prefix + "-rs" // router's end towards the server
 	serverPort     = 7777
 	greeting       = "hello\n"
-	smallWrite     = 100
 	pollEvery      = 20 * time.Millisecond
 	progressEvery  = 250 * time.Millisecond
 )
@@ -62,7 +61,11 @@ func planFor(ipv6, routed bool) addrPlan {
 		routerServer: p("fd00:200:0:2::fe/64"), server: p("fd00:200:0:2::2/64")}
 }
 
-func routed(s Scenario) bool { return s == Path || s == NAT }
+// routed reports whether scenario s needs the router topology.
+func routed(s Scenario) bool {
+	sd, ok := lookupScenario(s)
+	return ok && sd.routed()
+}
 
 // nsName is the name of a run's namespace: kalab-<pid>-<runid>-<role>.
 func nsName(pid int, runID, role string) string {
@@ -284,19 +287,10 @@ func (r *run) build(ctx context.Context) error {
 		if err := writeSysctl(r.router, fwd, "1"); err != nil {
 			return err
 		}
-		if r.o.Scenario == NAT {
-			// The nft ct and masquerade expressions load and enable conntrack in the router's
-			// namespace; only then do its per-namespace sysctls exist.
-			if err := natRouter(r.router, ifRouterServer, r.o.NATOnExpiry); err != nil {
-				return err
-			}
-			if err := writeSysctl(r.router, "net/netfilter/nf_conntrack_tcp_loose", "0"); err != nil {
-				return err
-			}
-			secs := strconv.Itoa(int(r.o.NATTimeout / time.Second))
-			if err := writeSysctl(r.router, "net/netfilter/nf_conntrack_tcp_timeout_established", secs); err != nil {
-				return err
-			}
+	}
+	if sd, ok := lookupScenario(r.o.Scenario); ok {
+		if err := sd.setup(r); err != nil {
+			return err
 		}
 	}
 	if r.o.Retries2 > 0 {
@@ -426,7 +420,8 @@ func (r *run) measure(ctx context.Context, pred keepalive.Timeline) (Result, err
 	o := r.o
 	res := Result{RunID: o.RunID, Scenario: o.Scenario, Variant: o.NATOnExpiry, Mode: o.Mode, IPv6: o.IPv6,
 		Config: o.Config, NATTimeout: o.NATTimeout, Max: o.Max, Predicted: pred, HZ: o.HZ, HZSource: o.HZSource, Retries2: o.Retries2}
-	if o.Scenario == InFlight {
+	sd, _ := lookupScenario(o.Scenario)
+	if sd.inFlight() {
 		res.Segments = o.Segments
 	}
 	if o.Mode == "user-timeout" {
@@ -507,10 +502,10 @@ func (r *run) measure(ctx context.Context, pred keepalive.Timeline) (Result, err
 	faultTimer := time.NewTimer(o.FaultAfter)
 	defer faultTimer.Stop()
 	var faultAt time.Time
-	if o.Scenario == NAT {
+	if at, text, ok := sd.passive(o); ok {
 		res.RTT, res.RTO = tcpTimes(r.conn)
-		faultAt = t0.Add(o.NATTimeout)
-		tl.add(o.NATTimeout, keepalive.EventMiddlebox, "the router's conntrack timeout after the last activity ("+o.NATOnExpiry+" on expiry; any later segment postpones it)")
+		faultAt = t0.Add(at)
+		tl.add(at, keepalive.EventMiddlebox, text)
 		faultTimer.Stop()
 	}
 	deadline := time.NewTimer(o.Max)
@@ -556,18 +551,18 @@ wait:
 		case <-faultTimer.C:
 			res.RTT, res.RTO = tcpTimes(r.conn)
 			var err error
-			faultAt, err = r.inject()
+			faultAt, err = sd.inject(r)
 			if err != nil {
 				return res, err
 			}
-			if o.Scenario == InFlight {
+			if sd.inFlight() {
 				// Time zero moves to the write the server never acknowledges.
 				ref = faultAt
 				tl = &timeline{}
 				tl.add(0, keepalive.EventLastActivity, fmt.Sprintf("client writes %d segment(s) the server never acknowledges", o.Segments))
 				deadline.Reset(o.Max)
 			}
-			tl.add(faultAt.Sub(ref), keepalive.EventFault, faultText(o))
+			tl.add(faultAt.Sub(ref), keepalive.EventFault, sd.faultText(o))
 		}
 	}
 	end := time.Now()
@@ -601,76 +596,70 @@ wait:
 	return res, nil
 }
 
-func faultText(o Options) string {
-	switch o.Scenario {
-	case Crash:
-		return "server namespace drops everything in and out (nftables policy drop)"
-	case Path:
-		return "router's link towards the server set down"
-	case Reboot:
-		return "server socket destroyed with its RST dropped, connectivity restored"
-	case Hung:
-		return "server process stopped (SIGSTOP)"
-	case InFlight:
-		return "server namespace drops everything in and out"
+// run implements faults for the scenarios.
+var _ faults = (*run)(nil)
+
+func (r *run) options() Options { return r.o }
+
+func (r *run) blackholeServer(dir string) error { return blackhole(r.server, dir) }
+
+func (r *run) restoreServer() error { return removeTable(r.server) }
+
+func (r *run) routerLinkDown() error {
+	h, err := netlink.NewHandleAt(r.router)
+	if err != nil {
+		return fmt.Errorf("lab: netlink: %w", err)
 	}
-	return string(o.Scenario)
+	defer h.Close()
+	l, err := h.LinkByName(ifRouterServer)
+	if err != nil {
+		return fmt.Errorf("lab: link %s: %w", ifRouterServer, err)
+	}
+	if err := h.LinkSetDown(l); err != nil {
+		return fmt.Errorf("lab: link %s down: %w", ifRouterServer, err)
+	}
+	return nil
 }
 
-// inject performs the fault of the scenario and returns when it took effect.
-func (r *run) inject() (time.Time, error) {
-	switch r.o.Scenario {
-	case Crash:
-		if err := blackhole(r.server, "both"); err != nil {
-			return time.Time{}, err
-		}
-	case InFlight:
-		if err := blackhole(r.server, "both"); err != nil {
-			return time.Time{}, err
-		}
-		// One segment: a small write (an application's typical request); several: that many
-		// full-sized segments, all sent at once within the initial congestion window.
-		n := smallWrite
-		if r.o.Segments > 1 {
-			n = r.o.Segments * mss(r.conn)
-		}
-		at := time.Now()
-		if _, err := r.conn.Write(make([]byte, n)); err != nil {
-			return time.Time{}, fmt.Errorf("lab: in-flight write: %w", err)
-		}
-		return at, nil
-	case Path:
-		h, err := netlink.NewHandleAt(r.router)
-		if err != nil {
-			return time.Time{}, fmt.Errorf("lab: netlink: %w", err)
-		}
-		defer h.Close()
-		l, err := h.LinkByName(ifRouterServer)
-		if err != nil {
-			return time.Time{}, fmt.Errorf("lab: link %s: %w", ifRouterServer, err)
-		}
-		if err := h.LinkSetDown(l); err != nil {
-			return time.Time{}, fmt.Errorf("lab: link %s down: %w", ifRouterServer, err)
-		}
-	case Reboot:
-		if err := blackhole(r.server, "out"); err != nil {
-			return time.Time{}, err
-		}
-		if _, err := io.WriteString(r.helperIn, "abort\n"); err != nil {
-			return time.Time{}, fmt.Errorf("lab: telling the server to abort: %w", err)
-		}
-		if err := r.expect(context.Background(), "aborted", 5*time.Second); err != nil {
-			return time.Time{}, fmt.Errorf("lab: server abort: %w", err)
-		}
-		if err := removeTable(r.server); err != nil {
-			return time.Time{}, err
-		}
-	case Hung:
-		if err := r.helper.Process.Signal(syscall.SIGSTOP); err != nil {
-			return time.Time{}, fmt.Errorf("lab: SIGSTOP server process %d: %w", r.helper.Process.Pid, err)
-		}
+func (r *run) abortServer() error {
+	if _, err := io.WriteString(r.helperIn, "abort\n"); err != nil {
+		return fmt.Errorf("lab: telling the server to abort: %w", err)
 	}
-	return time.Now(), nil
+	if err := r.expect(context.Background(), "aborted", 5*time.Second); err != nil {
+		return fmt.Errorf("lab: server abort: %w", err)
+	}
+	return nil
+}
+
+func (r *run) stopServer() error {
+	if err := r.helper.Process.Signal(syscall.SIGSTOP); err != nil {
+		return fmt.Errorf("lab: SIGSTOP server process %d: %w", r.helper.Process.Pid, err)
+	}
+	return nil
+}
+
+func (r *run) clientWrite(n int) (time.Time, error) {
+	at := time.Now()
+	if _, err := r.conn.Write(make([]byte, n)); err != nil {
+		return time.Time{}, fmt.Errorf("lab: in-flight write: %w", err)
+	}
+	return at, nil
+}
+
+func (r *run) segmentSize() int { return mss(r.conn) }
+
+// natRouter makes the router masquerade towards the server; the nft ct and masquerade
+// expressions load and enable conntrack in the router's namespace, and only then do its
+// per-namespace sysctls exist.
+func (r *run) natRouter(onExpiry string, timeout time.Duration) error {
+	if err := natRouter(r.router, ifRouterServer, onExpiry); err != nil {
+		return err
+	}
+	if err := writeSysctl(r.router, "net/netfilter/nf_conntrack_tcp_loose", "0"); err != nil {
+		return err
+	}
+	secs := strconv.Itoa(int(timeout / time.Second))
+	return writeSysctl(r.router, "net/netfilter/nf_conntrack_tcp_timeout_established", secs)
 }
 
 // mss is the connection's maximum segment size (TCP_MAXSEG), 1000 when unknown.

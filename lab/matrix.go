@@ -84,7 +84,7 @@ func (m MatrixOptions) Cells() ([]Cell, error) {
 	scs := m.Scenarios
 	all := len(scs) == 0
 	if all {
-		scs = []string{"crash", "path", "reboot", "nat-drop", "nat-rst", "hung", "in-flight"}
+		scs = VariantNames()
 	}
 	modes := m.Modes
 	if len(modes) == 0 {
@@ -97,8 +97,8 @@ func (m MatrixOptions) Cells() ([]Cell, error) {
 			return nil, err
 		}
 		variants := []string{variant}
-		if sc == NAT && variant == "" {
-			variants = []string{"drop", "rst"}
+		if all := variantsOf(sc); variant == "" && len(all) > 0 {
+			variants = all
 		}
 		for _, v := range variants {
 			for _, mo := range modes {

@@ -5,22 +5,22 @@ import (
 	"time"
 )
 
-// ActionKind says what a [Machine] wants done next.
-type ActionKind uint8
+// actionKind says what a machine wants done next.
+type actionKind uint8
 
-// Action kinds.
+// action kinds.
 const (
-	// ActNone: nothing to do until [Machine.Wake] or an event.
-	ActNone ActionKind = iota
-	// ActCheck: read the socket's state and report it with [Machine.SockState].
-	ActCheck
-	// ActSend: inject Action.Packet now and report with [Machine.Sent].
-	ActSend
+	// actNone: nothing to do until [machine.Wake] or an event.
+	actNone actionKind = iota
+	// actCheck: read the socket's state and report it with [machine.SockState].
+	actCheck
+	// actSend: inject action.Packet now and report with [machine.Sent].
+	actSend
 )
 
-// Action is what a [Machine] asks its driver to do.
-type Action struct {
-	Kind   ActionKind
+// action is what a machine asks its driver to do.
+type action struct {
+	Kind   actionKind
 	Packet Packet
 }
 
@@ -51,18 +51,18 @@ type History struct {
 	LastZero  time.Time // last zero-length probe sent to the peer
 }
 
-// Machine is the probe cycle of one connection: learn sequence state →
+// machine is the probe cycle of one connection: learn sequence state →
 // probe → wait → retry at interval up to count → verdict. It does no I/O and
 // reads no clock: every method takes the current time, so the same code
 // drives the real transport ([Run]) and simulations. It is not safe for
 // concurrent use.
 //
 // A driver calls Next(now) when Wake() has passed or after an event, and
-// does what it returns: for ActCheck it reads the socket and reports with
-// SockState; for ActSend it injects Action.Packet and reports with Sent.
+// does what it returns: for actCheck it reads the socket and reports with
+// SockState; for actSend it injects action.Packet and reports with Sent.
 // Captured segments of the flow go to Segment, ICMP errors to ICMP. Done
 // reports the verdict; Result holds it with its evidence.
-type Machine struct {
+type machine struct {
 	flow  Flow
 	cfg   Config
 	rand  func() uint32
@@ -106,15 +106,15 @@ type Machine struct {
 	preRST  string // an RST captured before any stimulus of ours
 }
 
-// NewMachine starts a probe cycle for flow at now. rand supplies the random
+// newMachine starts a probe cycle for flow at now. rand supplies the random
 // SEQ/ACK of learning segments; hist is the flow's rate-limit history from
 // earlier cycles (zero for none). cfg must be valid ([Config.Validate]).
-func NewMachine(flow Flow, cfg Config, hist History, rand func() uint32, now time.Time) *Machine {
+func newMachine(flow Flow, cfg Config, hist History, rand func() uint32, now time.Time) *machine {
 	cfg = cfg.WithDefaults()
 	flow = flow.Normalize()
 	step := max(cfg.Interval, cfg.Spacing)
 	span := time.Duration(2*cfg.Count)*step + cfg.Timeout + time.Second
-	m := &Machine{
+	m := &machine{
 		flow:  flow,
 		cfg:   cfg,
 		rand:  rand,
@@ -130,7 +130,7 @@ func NewMachine(flow Flow, cfg Config, hist History, rand func() uint32, now tim
 // rebase moves the start of a cycle that has not begun (still waiting for
 // its first check) to now, with its deadline: a driver admitting cycles in
 // batches does not eat into their time.
-func (m *Machine) rebase(now time.Time) {
+func (m *machine) rebase(now time.Time) {
 	if m.ph != phCheck || m.learnSent || m.probeSent {
 		return
 	}
@@ -139,19 +139,19 @@ func (m *Machine) rebase(now time.Time) {
 }
 
 // Flow returns the machine's flow (normalized).
-func (m *Machine) Flow() Flow { return m.flow }
+func (m *machine) Flow() Flow { return m.flow }
 
 // Done reports whether the verdict is known.
-func (m *Machine) Done() bool { return m.ph == phDone }
+func (m *machine) Done() bool { return m.ph == phDone }
 
 // Result returns the result; its Verdict is [Pending] until Done.
-func (m *Machine) Result() Result { return m.res }
+func (m *machine) Result() Result { return m.res }
 
 // History returns the rate-limit history to carry into the next cycle.
-func (m *Machine) History() History { return m.hist }
+func (m *machine) History() History { return m.hist }
 
-// Wake returns when [Machine.Next] must be called again absent events.
-func (m *Machine) Wake() time.Time {
+// Wake returns when [machine.Next] must be called again absent events.
+func (m *machine) Wake() time.Time {
 	switch m.ph {
 	case phCheck, phSend:
 		return m.start // due now
@@ -174,25 +174,25 @@ func minTime(a, b time.Time) time.Time {
 	return b
 }
 
-func (m *Machine) learnTimeout() time.Duration {
+func (m *machine) learnTimeout() time.Duration {
 	return min(m.cfg.Timeout, max(m.cfg.Spacing, 50*time.Millisecond))
 }
 
 // Next advances timers to now and returns what to do.
-func (m *Machine) Next(now time.Time) Action {
+func (m *machine) Next(now time.Time) action {
 	m.tick(now)
 	switch m.ph {
 	case phCheck:
 		m.ph = phChecking
-		return Action{Kind: ActCheck}
+		return action{Kind: actCheck}
 	case phSend:
 		m.ph = phSending
-		return Action{Kind: ActSend, Packet: m.pending}
+		return action{Kind: actSend, Packet: m.pending}
 	}
-	return Action{}
+	return action{}
 }
 
-func (m *Machine) tick(now time.Time) {
+func (m *machine) tick(now time.Time) {
 	if m.ph == phDone {
 		return
 	}
@@ -230,8 +230,8 @@ func (m *Machine) tick(now time.Time) {
 	}
 }
 
-// SockState reports the result of an [ActCheck].
-func (m *Machine) SockState(now time.Time, st SockState) {
+// SockState reports the result of an [actCheck].
+func (m *machine) SockState(now time.Time, st SockState) {
 	if m.ph != phChecking {
 		return
 	}
@@ -298,13 +298,13 @@ func (m *Machine) SockState(now time.Time, st SockState) {
 
 // zeroAllowed reports whether a zero-length probe now would be answered:
 // the peer answers at most one per tcp_invalid_ratelimit.
-func (m *Machine) zeroAllowed(now time.Time) bool {
+func (m *machine) zeroAllowed(now time.Time) bool {
 	return m.hist.LastZero.IsZero() || now.Sub(m.hist.LastZero) >= m.cfg.Spacing
 }
 
 // setProbe readies the probe. oneByte must only be set right after a check
 // that found the socket with nothing in flight or unsent.
-func (m *Machine) setProbe(oneByte bool) {
+func (m *machine) setProbe(oneByte bool) {
 	p := Packet{Src: m.flow.Local, Dst: m.flow.Remote, Seq: m.sndNxt - 1, Ack: m.rcvNxt, Window: m.win}
 	if oneByte {
 		// Byte SND.NXT-1 is acknowledged (the socket has nothing in flight,
@@ -318,15 +318,15 @@ func (m *Machine) setProbe(oneByte bool) {
 	m.ph = phSend
 }
 
-func (m *Machine) idleUntil(now, t time.Time) {
+func (m *machine) idleUntil(now, t time.Time) {
 	m.ph = phIdle
 	m.wake = t
 	m.tick(now)
 }
 
-// Sent reports that the packet of an [ActSend] was injected at now (err is
+// Sent reports that the packet of an [actSend] was injected at now (err is
 // the injection error, if any; a failed probe still counts as sent).
-func (m *Machine) Sent(now time.Time, err error) {
+func (m *machine) Sent(now time.Time, err error) {
 	if m.ph != phSending {
 		return
 	}
@@ -360,7 +360,7 @@ func (m *Machine) Sent(now time.Time, err error) {
 // it, so the mirror machine's learning segment uses up the window of this
 // machine's peer (local false), and its zero-length probe the window of this
 // machine's local socket (local true).
-func (m *Machine) sharedWindow(at time.Time, local bool) {
+func (m *machine) sharedWindow(at time.Time, local bool) {
 	t := &m.hist.LastZero
 	if local {
 		t = &m.hist.LastLearn
@@ -374,7 +374,7 @@ func seqAfter(a, b uint32) bool { return int32(a-b) > 0 }
 
 // Segment feeds a captured TCP segment of this flow; outbound is true for
 // the local socket's direction (local → remote).
-func (m *Machine) Segment(now time.Time, w Wire, outbound bool) {
+func (m *machine) Segment(now time.Time, w Wire, outbound bool) {
 	if m.ph == phDone || w.ICMP {
 		return
 	}
@@ -489,7 +489,7 @@ func (m *Machine) Segment(now time.Time, w Wire, outbound bool) {
 
 // probeBefore returns the number (1-based) and kernel transmit time of the
 // latest probe seen leaving strictly before at; zero when none.
-func (m *Machine) probeBefore(at time.Time) (int, time.Time) {
+func (m *machine) probeBefore(at time.Time) (int, time.Time) {
 	for i := len(m.probeTx) - 1; i >= 0; i-- {
 		if tx := m.probeTx[i]; !tx.IsZero() && at.After(tx) {
 			return i + 1, tx
@@ -500,7 +500,7 @@ func (m *Machine) probeBefore(at time.Time) (int, time.Time) {
 
 // stimulusBefore is probeBefore that also accepts the learning segment
 // (returned as number 0).
-func (m *Machine) stimulusBefore(at time.Time) (int, time.Time) {
+func (m *machine) stimulusBefore(at time.Time) (int, time.Time) {
 	if k, tx := m.probeBefore(at); k > 0 {
 		return k, tx
 	}
@@ -510,7 +510,7 @@ func (m *Machine) stimulusBefore(at time.Time) (int, time.Time) {
 	return 0, time.Time{}
 }
 
-func (m *Machine) decision(w Wire, k int, tx time.Time) Decision {
+func (m *machine) decision(w Wire, k int, tx time.Time) Decision {
 	return Decision{
 		Seq: w.Seq, Ack: w.Ack, Flags: flagString(w.Flags), Len: w.Len,
 		CapturedAt: w.At, Probe: k, SentAt: tx, AfterProbe: w.At.Sub(tx),
@@ -519,7 +519,7 @@ func (m *Machine) decision(w Wire, k int, tx time.Time) Decision {
 
 // ICMP feeds an ICMP destination unreachable quoting this flow's outgoing
 // segment. It is recorded and otherwise treated like silence.
-func (m *Machine) ICMP(now time.Time, w Wire) {
+func (m *machine) ICMP(now time.Time, w Wire) {
 	if m.ph == phDone {
 		return
 	}
@@ -529,14 +529,14 @@ func (m *Machine) ICMP(now time.Time, w Wire) {
 	m.res.ICMP = w.Reason + " from " + w.From.String()
 }
 
-func (m *Machine) preRSTNote() string {
+func (m *machine) preRSTNote() string {
 	if m.preRST == "" {
 		return ""
 	}
 	return " (" + m.preRST + ")"
 }
 
-func (m *Machine) finishSilent(now time.Time) {
+func (m *machine) finishSilent(now time.Time) {
 	ev := fmt.Sprintf("no answer to %d probes", m.res.Probes)
 	if m.res.Probes == 1 {
 		ev = "no answer to 1 probe"
@@ -560,7 +560,7 @@ func (m *Machine) finishSilent(now time.Time) {
 	m.finish(now, Dead, ev)
 }
 
-func (m *Machine) finishTimeout(now time.Time) {
+func (m *machine) finishTimeout(now time.Time) {
 	if m.res.Probes > 0 {
 		m.finishSilent(now)
 		return
@@ -575,7 +575,7 @@ func (m *Machine) finishTimeout(now time.Time) {
 	}
 }
 
-func (m *Machine) finish(now time.Time, v Verdict, evidence string) {
+func (m *machine) finish(now time.Time, v Verdict, evidence string) {
 	m.ph = phDone
 	m.res.Verdict = v
 	m.res.Evidence = evidence

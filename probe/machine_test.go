@@ -23,7 +23,7 @@ func seqRand() func() uint32 {
 }
 
 // step asserts the next action.
-func step(t *testing.T, m *Machine, now time.Time, want ActionKind) Action {
+func step(t *testing.T, m *machine, now time.Time, want actionKind) action {
 	t.Helper()
 	a := m.Next(now)
 	if a.Kind != want {
@@ -32,9 +32,9 @@ func step(t *testing.T, m *Machine, now time.Time, want ActionKind) Action {
 	return a
 }
 
-// sendSeen reports the packet of an ActSend as injected at now and feeds
+// sendSeen reports the packet of an actSend as injected at now and feeds
 // its own capture (kernel timestamp 10 µs later), as the transport does.
-func sendSeen(m *Machine, now time.Time, p Packet) {
+func sendSeen(m *machine, now time.Time, p Packet) {
 	m.Sent(now, nil)
 	at := now.Add(10 * time.Microsecond)
 	w := Wire{At: at, Src: p.Src, Dst: p.Dst, Seq: p.Seq, Ack: p.Ack, Flags: FlagACK, Len: len(p.Payload)}
@@ -42,11 +42,11 @@ func sendSeen(m *Machine, now time.Time, p Packet) {
 }
 
 // learn drives check → learning injection → the local stack's duplicate ACK.
-func learn(t *testing.T, m *Machine, now time.Time) time.Time {
+func learn(t *testing.T, m *machine, now time.Time) time.Time {
 	t.Helper()
-	step(t, m, now, ActCheck)
+	step(t, m, now, actCheck)
 	m.SockState(now, idle)
-	a := step(t, m, now, ActSend)
+	a := step(t, m, now, actSend)
 	if !a.Packet.ToLocal || a.Packet.Src != tRemote || a.Packet.Dst != tLocal || len(a.Packet.Payload) != 0 {
 		t.Fatalf("learning packet %+v", a.Packet)
 	}
@@ -62,11 +62,11 @@ func learn(t *testing.T, m *Machine, now time.Time) time.Time {
 
 func TestMachineAlive(t *testing.T) {
 	t0 := time.Unix(1000, 0)
-	m := NewMachine(tFlow, Config{}, History{}, seqRand(), t0)
+	m := newMachine(tFlow, Config{}, History{}, seqRand(), t0)
 	now := learn(t, m, t0)
 	// The zero-length probe follows the learning at once (no check needed:
 	// it cannot put anything into the stream).
-	a := step(t, m, now, ActSend)
+	a := step(t, m, now, actSend)
 	p := a.Packet
 	if p.ToLocal || p.Src != tLocal || p.Dst != tRemote || p.Seq != sndNxt-1 || p.Ack != rcvNxt || len(p.Payload) != 0 || p.Window != 500 {
 		t.Fatalf("probe %+v", p)
@@ -92,14 +92,14 @@ func TestMachineAlive(t *testing.T) {
 func TestMachineDeadSpacingAndOneByte(t *testing.T) {
 	t0 := time.Unix(1000, 0)
 	cfg := Config{Count: 3, Interval: 200 * time.Millisecond, Timeout: 200 * time.Millisecond}
-	m := NewMachine(tFlow, cfg, History{}, seqRand(), t0)
+	m := newMachine(tFlow, cfg, History{}, seqRand(), t0)
 	now := learn(t, m, t0)
 	var sent []Packet
 	var sentAt []time.Time
 	for now.Before(t0.Add(10*time.Second)) && !m.Done() {
 		a := m.Next(now)
 		switch a.Kind {
-		case ActCheck:
+		case actCheck:
 			// Busy at the second probe: it must wait for spacing instead of using 1 byte.
 			if len(sent) == 1 {
 				m.SockState(now, busy)
@@ -107,7 +107,7 @@ func TestMachineDeadSpacingAndOneByte(t *testing.T) {
 				m.SockState(now, idle)
 			}
 			continue
-		case ActSend:
+		case actSend:
 			sent = append(sent, a.Packet)
 			sentAt = append(sentAt, now)
 			sendSeen(m, now, a.Packet)
@@ -134,19 +134,19 @@ func TestMachineDeadSpacingAndOneByte(t *testing.T) {
 
 func TestMachineBusyLearnsPassively(t *testing.T) {
 	t0 := time.Unix(1000, 0)
-	m := NewMachine(tFlow, Config{}, History{}, seqRand(), t0)
-	step(t, m, t0, ActCheck)
+	m := newMachine(tFlow, Config{}, History{}, seqRand(), t0)
+	step(t, m, t0, actCheck)
 	m.SockState(t0, busy)
-	if a := m.Next(t0); a.Kind != ActNone {
+	if a := m.Next(t0); a.Kind != actNone {
 		t.Fatalf("busy socket: action %v, want none (never inject)", a.Kind)
 	}
 	// The connection's own data segment reveals both numbers.
 	now := t0.Add(10 * time.Millisecond)
 	m.Segment(now, Wire{Src: tLocal, Dst: tRemote, Seq: sndNxt - 100, Ack: rcvNxt, Flags: FlagACK | FlagPSH, Len: 100}, true)
 	now = m.Wake()
-	step(t, m, now, ActCheck)
+	step(t, m, now, actCheck)
 	m.SockState(now, busy)
-	a := step(t, m, now, ActSend)
+	a := step(t, m, now, actSend)
 	if a.Packet.Seq != sndNxt-1 || a.Packet.Ack != rcvNxt || len(a.Packet.Payload) != 0 {
 		t.Fatalf("probe %+v", a.Packet)
 	}
@@ -159,14 +159,14 @@ func TestMachineBusyLearnsPassively(t *testing.T) {
 
 func TestMachineBusyNeverSeen(t *testing.T) {
 	t0 := time.Unix(1000, 0)
-	m := NewMachine(tFlow, Config{Count: 2, Interval: 100 * time.Millisecond}, History{}, seqRand(), t0)
+	m := newMachine(tFlow, Config{Count: 2, Interval: 100 * time.Millisecond}, History{}, seqRand(), t0)
 	now := t0
 	for i := 0; i < 100000 && !m.Done(); i++ {
 		a := m.Next(now)
 		switch a.Kind {
-		case ActCheck:
+		case actCheck:
 			m.SockState(now, busy)
-		case ActSend:
+		case actSend:
 			t.Fatalf("sent %+v into a busy socket", a.Packet)
 		default:
 			now = m.Wake()
@@ -179,7 +179,7 @@ func TestMachineBusyNeverSeen(t *testing.T) {
 
 func TestMachineResetAtLearning(t *testing.T) {
 	t0 := time.Unix(1000, 0)
-	m := NewMachine(tFlow, Config{}, History{}, seqRand(), t0)
+	m := newMachine(tFlow, Config{}, History{}, seqRand(), t0)
 	now := learn(t, m, t0)
 	m.Segment(now, Wire{At: now, Src: tRemote, Dst: tLocal, Seq: rcvNxt, Flags: FlagRST}, false)
 	r := m.Result()
@@ -190,9 +190,9 @@ func TestMachineResetAtLearning(t *testing.T) {
 
 func TestMachineResetAfterProbe(t *testing.T) {
 	t0 := time.Unix(1000, 0)
-	m := NewMachine(tFlow, Config{}, History{}, seqRand(), t0)
+	m := newMachine(tFlow, Config{}, History{}, seqRand(), t0)
 	now := learn(t, m, t0)
-	a := step(t, m, now, ActSend)
+	a := step(t, m, now, actSend)
 	sendSeen(m, now, a.Packet)
 	at := now.Add(time.Millisecond)
 	m.Segment(at, Wire{At: at, Src: tRemote, Dst: tLocal, Seq: rcvNxt + 7, Flags: FlagRST}, false)
@@ -204,8 +204,8 @@ func TestMachineResetAfterProbe(t *testing.T) {
 func TestMachineGone(t *testing.T) {
 	for _, st := range []SockState{{}, {Found: true, State: "CLOSE-WAIT"}} {
 		t0 := time.Unix(1000, 0)
-		m := NewMachine(tFlow, Config{}, History{}, seqRand(), t0)
-		step(t, m, t0, ActCheck)
+		m := newMachine(tFlow, Config{}, History{}, seqRand(), t0)
+		step(t, m, t0, actCheck)
 		m.SockState(t0, st)
 		if r := m.Result(); r.Verdict != Gone {
 			t.Fatalf("%+v: result %+v", st, r)
@@ -215,9 +215,9 @@ func TestMachineGone(t *testing.T) {
 
 func TestMachineUnreachable(t *testing.T) {
 	t0 := time.Unix(1000, 0)
-	m := NewMachine(tFlow, Config{Count: 1, Interval: 100 * time.Millisecond}, History{}, seqRand(), t0)
+	m := newMachine(tFlow, Config{Count: 1, Interval: 100 * time.Millisecond}, History{}, seqRand(), t0)
 	now := learn(t, m, t0)
-	a := step(t, m, now, ActSend)
+	a := step(t, m, now, actSend)
 	sendSeen(m, now, a.Packet)
 	m.ICMP(now, Wire{At: now.Add(time.Millisecond), ICMP: true, Src: tLocal, Dst: tRemote, From: netip.MustParseAddr("10.200.1.254"), Reason: "ICMP host unreachable"})
 	m.Next(now.Add(100 * time.Millisecond))
@@ -229,16 +229,16 @@ func TestMachineUnreachable(t *testing.T) {
 
 func TestMachineLearnUnanswered(t *testing.T) {
 	t0 := time.Unix(1000, 0)
-	m := NewMachine(tFlow, Config{Count: 2}, History{}, seqRand(), t0)
+	m := newMachine(tFlow, Config{Count: 2}, History{}, seqRand(), t0)
 	now := t0
 	learns := 0
 	var last time.Time
 	for i := 0; i < 1000 && !m.Done(); i++ {
 		a := m.Next(now)
 		switch a.Kind {
-		case ActCheck:
+		case actCheck:
 			m.SockState(now, idle)
-		case ActSend:
+		case actSend:
 			if !a.Packet.ToLocal {
 				t.Fatal("probe without learned numbers")
 			}
@@ -265,14 +265,14 @@ func TestMachineSafetyInvariants(t *testing.T) {
 	for run := 0; run < 300; run++ {
 		t0 := time.Unix(1000, 0)
 		cfg := Config{Count: 1 + rng.IntN(4), Interval: time.Duration(1+rng.IntN(800)) * time.Millisecond}
-		m := NewMachine(tFlow, cfg, History{}, rng.Uint32, t0)
+		m := newMachine(tFlow, cfg, History{}, rng.Uint32, t0)
 		now := t0
 		lastCheck := SockState{}
 		checked := false
 		for i := 0; i < 5000 && !m.Done(); i++ {
 			a := m.Next(now)
 			switch a.Kind {
-			case ActCheck:
+			case actCheck:
 				lastCheck = idle
 				if rng.IntN(3) == 0 {
 					lastCheck = busy
@@ -280,7 +280,7 @@ func TestMachineSafetyInvariants(t *testing.T) {
 				checked = true
 				m.SockState(now, lastCheck)
 				continue
-			case ActSend:
+			case actSend:
 				if !checked && (a.Packet.ToLocal || len(a.Packet.Payload) > 0) {
 					t.Fatalf("run %d: %+v without a check right before", run, a.Packet)
 				}

@@ -9,10 +9,10 @@ import (
 
 // probeReady drives a machine through learning to its first probe, sent at
 // now and seen leaving (kernel timestamp) at now+10µs; returns that time.
-func probeReady(t *testing.T, m *Machine, now time.Time) (time.Time, Packet) {
+func probeReady(t *testing.T, m *machine, now time.Time) (time.Time, Packet) {
 	t.Helper()
 	now = learn(t, m, now)
-	a := step(t, m, now, ActSend)
+	a := step(t, m, now, actSend)
 	sendSeen(m, now, a.Packet)
 	return now.Add(10 * time.Microsecond), a.Packet
 }
@@ -22,7 +22,7 @@ func probeReady(t *testing.T, m *Machine, now time.Time) (time.Time, Packet) {
 // all "alive" verdicts, with negative RTTs.
 func TestMachinePreProbeSegmentNeverDecides(t *testing.T) {
 	t0 := time.Unix(1000, 0)
-	m := NewMachine(tFlow, Config{Count: 1, Interval: time.Second}, History{}, seqRand(), t0)
+	m := newMachine(tFlow, Config{Count: 1, Interval: time.Second}, History{}, seqRand(), t0)
 	tx, _ := probeReady(t, m, t0)
 	for _, at := range []time.Time{tx.Add(-30 * time.Millisecond), tx} { // before, and at the same instant
 		m.Segment(tx.Add(time.Millisecond), Wire{At: at, Src: tRemote, Dst: tLocal, Seq: rcvNxt, Ack: sndNxt, Flags: FlagACK, Len: 100}, false)
@@ -53,21 +53,21 @@ func TestMachinePreProbeSegmentNeverDecides(t *testing.T) {
 // transmit time.
 func TestMachineAnswerMeasuredFromLatestProbe(t *testing.T) {
 	t0 := time.Unix(1000, 0)
-	m := NewMachine(tFlow, Config{Count: 3, Interval: time.Second, Timeout: time.Second}, History{}, seqRand(), t0)
+	m := newMachine(tFlow, Config{Count: 3, Interval: time.Second, Timeout: time.Second}, History{}, seqRand(), t0)
 	tx1, p := probeReady(t, m, t0)
 	now := tx1.Add(time.Second)
-	var a Action
+	var a action
 	for i := 0; i < 100; i++ {
-		if a = m.Next(now); a.Kind == ActCheck {
+		if a = m.Next(now); a.Kind == actCheck {
 			m.SockState(now, busy) // busy: zero-length retry
 			continue
 		}
-		if a.Kind == ActSend {
+		if a.Kind == actSend {
 			break
 		}
 		now = now.Add(100 * time.Millisecond)
 	}
-	if a.Kind != ActSend || a.Packet.Seq != p.Seq || a.Packet.Ack != p.Ack {
+	if a.Kind != actSend || a.Packet.Seq != p.Seq || a.Packet.Ack != p.Ack {
 		t.Fatalf("retry %+v (%v)", a.Packet, a.Kind)
 	}
 	m.Sent(now, nil)
@@ -85,9 +85,9 @@ func TestMachineAnswerMeasuredFromLatestProbe(t *testing.T) {
 // Silence after probes that were never seen leaving proves nothing.
 func TestMachineProbeNeverSeenLeaving(t *testing.T) {
 	t0 := time.Unix(1000, 0)
-	m := NewMachine(tFlow, Config{Count: 1, Interval: time.Second}, History{}, seqRand(), t0)
+	m := newMachine(tFlow, Config{Count: 1, Interval: time.Second}, History{}, seqRand(), t0)
 	now := learn(t, m, t0)
-	step(t, m, now, ActSend)
+	step(t, m, now, actSend)
 	m.Sent(now, nil) // no capture of it
 	// ICMP and answers cannot be placed after the probe either.
 	m.ICMP(now.Add(time.Millisecond), Wire{At: now.Add(time.Millisecond), ICMP: true, Src: tLocal, Dst: tRemote, From: netip.MustParseAddr("10.200.1.254"), Reason: "ICMP host unreachable"})
@@ -103,10 +103,10 @@ func TestMachineProbeNeverSeenLeaving(t *testing.T) {
 // by the local kernel: the next check says gone, and names the RST.
 func TestMachinePreStimulusRSTThenGone(t *testing.T) {
 	t0 := time.Unix(1000, 0)
-	m := NewMachine(tFlow, Config{}, History{}, seqRand(), t0)
-	step(t, m, t0, ActCheck)
+	m := newMachine(tFlow, Config{}, History{}, seqRand(), t0)
+	step(t, m, t0, actCheck)
 	m.SockState(t0, idle)
-	a := step(t, m, t0, ActSend)
+	a := step(t, m, t0, actSend)
 	m.Sent(t0, nil)
 	m.Segment(t0, Wire{At: t0.Add(-time.Millisecond), Src: tRemote, Dst: tLocal, Seq: 77, Flags: FlagRST}, false)
 	if m.Done() {
@@ -115,7 +115,7 @@ func TestMachinePreStimulusRSTThenGone(t *testing.T) {
 	_ = a
 	now := t0.Add(time.Second)
 	for i := 0; i < 100 && !m.Done(); i++ {
-		if m.Next(now).Kind == ActCheck {
+		if m.Next(now).Kind == actCheck {
 			m.SockState(now, SockState{})
 		}
 		now = now.Add(100 * time.Millisecond)
@@ -128,8 +128,8 @@ func TestMachinePreStimulusRSTThenGone(t *testing.T) {
 // A local link without carrier: unreachable at the check, nothing sent.
 func TestMachineLinkDown(t *testing.T) {
 	t0 := time.Unix(1000, 0)
-	m := NewMachine(tFlow, Config{}, History{}, seqRand(), t0)
-	step(t, m, t0, ActCheck)
+	m := newMachine(tFlow, Config{}, History{}, seqRand(), t0)
+	step(t, m, t0, actCheck)
 	m.SockState(t0, SockState{Found: true, Established: true, LinkDown: "eth0 has no carrier (down)"})
 	if r := m.Result(); r.Verdict != Unreachable || r.Evidence != "local link down: eth0 has no carrier (down)" || r.Probes != 0 || !r.Verdict.Dead() || r.LinkDown != "eth0 has no carrier (down)" {
 		t.Fatalf("result %+v", r)
@@ -142,22 +142,22 @@ func TestMachineLinkDown(t *testing.T) {
 // peer would silently skip.
 func TestMachineSharedWindow(t *testing.T) {
 	t0 := time.Unix(1000, 0)
-	m := NewMachine(tFlow, Config{}, History{}, seqRand(), t0)
+	m := newMachine(tFlow, Config{}, History{}, seqRand(), t0)
 	m.sharedWindow(t0, false) // the mirror injected into our peer's socket
 	now := learn(t, m, t0)
-	step(t, m, now, ActCheck)
+	step(t, m, now, actCheck)
 	m.SockState(now, idle)
-	a := step(t, m, now, ActSend)
+	a := step(t, m, now, actSend)
 	if len(a.Packet.Payload) != 1 {
 		t.Fatalf("probe %+v: want the 1-byte form while the peer's window is used", a.Packet)
 	}
 	// Our local socket's window used by the mirror's zero-length probe: the
 	// next learning segment waits for the spacing.
-	m2 := NewMachine(tFlow, Config{}, History{}, seqRand(), t0)
+	m2 := newMachine(tFlow, Config{}, History{}, seqRand(), t0)
 	m2.sharedWindow(t0, true)
-	step(t, m2, t0, ActCheck)
+	step(t, m2, t0, actCheck)
 	m2.SockState(t0, idle)
-	if a := m2.Next(t0); a.Kind != ActNone || m2.Wake().Sub(t0) != DefaultSpacing {
+	if a := m2.Next(t0); a.Kind != actNone || m2.Wake().Sub(t0) != DefaultSpacing {
 		t.Fatalf("learning right after the mirror's probe: %v, wake +%v", a.Kind, m2.Wake().Sub(t0))
 	}
 }

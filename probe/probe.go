@@ -16,10 +16,13 @@
 //     kernel accepts and tears the socket down by itself (its owner sees
 //     ECONNRESET).
 //
-// The per-connection logic is a pure state machine ([Machine]) with the clock
-// injected; [Run] drives many machines over any [Transport] with a paced send
-// loop. On Linux, [New] opens the real transport: one AF_PACKET capture with a
-// kernel BPF filter and one raw injection socket per address family.
+// The per-connection logic is a pure state machine (internal to the package)
+// with the clock injected; [Run] drives many machines over any [Transport] with
+// a paced send loop. On Linux, [New] opens the real transport: one AF_PACKET
+// capture with a kernel BPF filter and one raw injection socket per address
+// family. Library users call [New] and [Prober.Probe] (or [Run] with their own
+// [Transport]), [Simulate], and a [Checker] ([HostChecker], [ConnChecker]);
+// encoding and decoding the segments is internal.
 package probe
 
 import (
@@ -30,6 +33,8 @@ import (
 	"net/netip"
 	"strings"
 	"time"
+
+	"github.com/keepalive-dev/keepalive/internal/probewire"
 )
 
 // Defaults used when a [Config] field is zero.
@@ -247,41 +252,20 @@ func (f CheckFunc) Check(ctx context.Context, flows []Flow) ([]SockState, error)
 }
 
 // Packet is one TCP segment to inject: a pure ACK, optionally with payload.
-type Packet struct {
-	Src, Dst netip.AddrPort
-	Seq, Ack uint32
-	Window   uint16
-	Payload  []byte
-	// ToLocal marks the learning segment, injected into the local stack as if
-	// it came from the peer.
-	ToLocal bool
-}
+type Packet = probewire.Packet
+
+// Wire is one captured packet relevant to probing: a TCP segment, or an ICMP
+// destination unreachable quoting a TCP segment.
+type Wire = probewire.Wire
 
 // TCP flag bits in [Wire.Flags].
 const (
-	FlagFIN uint8 = 1 << iota
-	FlagSYN
-	FlagRST
-	FlagPSH
-	FlagACK
+	FlagFIN = probewire.FlagFIN
+	FlagSYN = probewire.FlagSYN
+	FlagRST = probewire.FlagRST
+	FlagPSH = probewire.FlagPSH
+	FlagACK = probewire.FlagACK
 )
-
-// Wire is one captured packet relevant to probing: a TCP segment, or an ICMP
-// destination unreachable quoting a TCP segment (then Src/Dst are the quoted
-// segment's, that is the local socket's outgoing direction).
-type Wire struct {
-	At       time.Time
-	Src, Dst netip.AddrPort
-	Seq, Ack uint32
-	Flags    uint8
-	Window   uint16
-	Len      int
-	// ICMP is set for a destination unreachable; From is its sender and
-	// Reason the human-readable code.
-	ICMP   bool
-	From   netip.Addr
-	Reason string
-}
 
 // Transport injects packets and delivers captured ones.
 type Transport interface {

@@ -40,7 +40,7 @@ type ownKey struct {
 
 type mentry struct {
 	at  time.Time
-	m   *Machine
+	m   *machine
 	gen uint64
 }
 
@@ -58,7 +58,7 @@ func (h *mheap) Pop() any {
 }
 
 type slot struct {
-	m        *Machine
+	m        *machine
 	outbound bool
 	gen      *uint64
 }
@@ -89,9 +89,9 @@ func Run(ctx context.Context, flows []Flow, opt Options, tr Transport, chk Check
 	cfg := opt.Config.WithDefaults()
 	now := time.Now()
 	rng := rand.Uint32
-	machines := make([]*Machine, len(flows))
+	machines := make([]*machine, len(flows))
 	gens := make([]uint64, len(flows))
-	index := make(map[*Machine]int, len(flows))
+	index := make(map[*machine]int, len(flows))
 	byKey := make(map[flowKey][]slot, 2*len(flows))
 	seen := make(map[Flow]bool, len(flows))
 	h := make(mheap, 0, len(flows))
@@ -104,7 +104,7 @@ func Run(ctx context.Context, flows []Flow, opt Options, tr Transport, chk Check
 			return nil, fmt.Errorf("flow %v listed twice", n)
 		}
 		seen[n] = true
-		m := NewMachine(n, cfg, opt.History[n], rng, now)
+		m := newMachine(n, cfg, opt.History[n], rng, now)
 		machines[i] = m
 		index[m] = i
 		out := flowKey{n.Local, n.Remote}
@@ -114,9 +114,9 @@ func Run(ctx context.Context, flows []Flow, opt Options, tr Transport, chk Check
 	}
 	// Both ends of a connection probed together (loopback): each machine's
 	// zero-length segments use up the rate-limit window of the other's socket.
-	mirror := make(map[*Machine]*Machine)
+	mirror := make(map[*machine]*machine)
 	if len(flows) > 1 {
-		byFlow := make(map[Flow]*Machine, len(machines))
+		byFlow := make(map[Flow]*machine, len(machines))
 		for _, m := range machines {
 			byFlow[m.Flow()] = m
 		}
@@ -130,7 +130,7 @@ func Run(ctx context.Context, flows []Flow, opt Options, tr Transport, chk Check
 	results := make([]Result, len(flows))
 	done := 0
 	sent := 0
-	finish := func(m *Machine) {
+	finish := func(m *machine) {
 		i := index[m]
 		results[i] = m.Result()
 		if opt.History != nil {
@@ -141,7 +141,7 @@ func Run(ctx context.Context, flows []Flow, opt Options, tr Transport, chk Check
 			emit(results[i])
 		}
 	}
-	resched := func(m *Machine) {
+	resched := func(m *machine) {
 		i := index[m]
 		gens[i]++
 		heap.Push(&h, mentry{at: m.Wake(), m: m, gen: gens[i]})
@@ -152,7 +152,7 @@ func Run(ctx context.Context, flows []Flow, opt Options, tr Transport, chk Check
 	tokens := float64(burst)
 	last := now
 	var (
-		checkM   []*Machine
+		checkM   []*machine
 		checkF   []Flow
 		timer    = time.NewTimer(time.Hour)
 		progress = time.Now()
@@ -172,7 +172,7 @@ func Run(ctx context.Context, flows []Flow, opt Options, tr Transport, chk Check
 	// Packets this run injected, by the machine that injected each: their
 	// capture carries the kernel's transmit timestamp, which the machine
 	// needs to tell answers from segments that predate its probe.
-	ownM := make(map[ownKey]*Machine, 2*len(flows))
+	ownM := make(map[ownKey]*machine, 2*len(flows))
 	lastPrune := now
 	dispatch := func(w Wire) {
 		if !w.ICMP {
@@ -205,7 +205,7 @@ func Run(ctx context.Context, flows []Flow, opt Options, tr Transport, chk Check
 	}
 
 	type pendingSend struct {
-		m *Machine
+		m *machine
 		p Packet
 	}
 	// Packets that follow a socket check go first (sendChecked), then the
@@ -215,7 +215,7 @@ func Run(ctx context.Context, flows []Flow, opt Options, tr Transport, chk Check
 	// in 100 ms, so no socket is checked more than ~100 ms before its packet
 	// leaves.
 	var sendChecked, sendFree []pendingSend
-	var checkWait []*Machine
+	var checkWait []*machine
 	checkLimit := max(burst, opt.Rate/10)
 	for done < len(flows) {
 		now = time.Now()
@@ -233,7 +233,7 @@ func Run(ctx context.Context, flows []Flow, opt Options, tr Transport, chk Check
 			switch a := m.Next(now); {
 			case m.Done():
 				finish(m)
-			case a.Kind == ActCheck:
+			case a.Kind == actCheck:
 				checkWait = append(checkWait, m)
 			default:
 				resched(m)
@@ -249,9 +249,9 @@ func Run(ctx context.Context, flows []Flow, opt Options, tr Transport, chk Check
 			switch {
 			case e.m.Done():
 				finish(e.m)
-			case a.Kind == ActCheck:
+			case a.Kind == actCheck:
 				checkWait = append(checkWait, e.m)
-			case a.Kind == ActSend:
+			case a.Kind == actSend:
 				sendFree = append(sendFree, pendingSend{e.m, a.Packet})
 			default:
 				resched(e.m)
@@ -283,7 +283,7 @@ func Run(ctx context.Context, flows []Flow, opt Options, tr Transport, chk Check
 				switch {
 				case m.Done():
 					finish(m)
-				case a.Kind == ActSend:
+				case a.Kind == actSend:
 					sendChecked = append(sendChecked, pendingSend{m, a.Packet})
 				default:
 					resched(m)

@@ -27,7 +27,7 @@ type Simulation struct {
 	Result Result            `json:"result"`
 }
 
-// Simulate drives one [Machine] — the same state machine the real prober runs — against an
+// Simulate drives one machine — the same state machine the real prober runs — against an
 // in-memory local stack and a peer that behaves as given, on a virtual clock starting at 0.
 // It shows what 'keepalive probe' does and when it reaches its verdict, without sending a
 // packet. rtt is the round-trip time to the peer (default 1 ms).
@@ -50,7 +50,7 @@ func Simulate(peer Peer, cfg Config, rtt time.Duration) (Simulation, error) {
 	base := time.Unix(0, 0)
 	seed := uint32(2463534242)
 	rnd := func() uint32 { seed ^= seed << 13; seed ^= seed >> 17; seed ^= seed << 5; return seed }
-	m := NewMachine(flow, cfg, History{}, rnd, base)
+	m := newMachine(flow, cfg, History{}, rnd, base)
 	sim := Simulation{Peer: peer, Config: cfg}
 	ev := func(at time.Time, kind, detail string) {
 		sim.Events = append(sim.Events, keepalive.Event{At: at.Sub(base), Kind: kind, Detail: detail})
@@ -64,10 +64,10 @@ func Simulate(peer Peer, cfg Config, rtt time.Duration) (Simulation, error) {
 	now := base
 	for steps := 0; steps < 100000 && !m.Done(); steps++ {
 		switch act := m.Next(now); act.Kind {
-		case ActCheck:
+		case actCheck:
 			m.SockState(now, SockState{Found: true, Established: true, State: "ESTABLISHED"})
 			continue
-		case ActSend:
+		case actSend:
 			p := act.Packet
 			m.Sent(now, nil)
 			// The capture sees every injected packet, stamped by the kernel

@@ -10,6 +10,8 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/keepalive-dev/keepalive/internal/probewire"
+
 	"github.com/keepalive-dev/keepalive/internal/netnsx"
 	"golang.org/x/net/bpf"
 	"golang.org/x/sys/unix"
@@ -31,13 +33,13 @@ type linuxTransport struct {
 	done       chan struct{}
 	wg         sync.WaitGroup
 	mu         sync.Mutex // guards enc and the raw sockets
-	enc        *Encoder
+	enc        *probewire.Encoder
 	closeOnce  sync.Once
 	active     atomic.Bool // packets are delivered only while a run is active
 }
 
 func newTransport(ns string) (filterTransport, error) {
-	t := &linuxTransport{capFD: -1, raw4: -1, raw6: -1, enc: NewEncoder(),
+	t := &linuxTransport{capFD: -1, raw4: -1, raw6: -1, enc: probewire.NewEncoder(),
 		ch: make(chan Wire, 1<<16), done: make(chan struct{})}
 	open := func() error {
 		var err error
@@ -162,7 +164,7 @@ func (t *linuxTransport) read() {
 	defer close(t.ch)
 	buf := make([]byte, 2048)
 	oob := make([]byte, 256)
-	dec := NewDecoder()
+	dec := probewire.NewDecoder()
 	for {
 		select {
 		case <-t.done:

@@ -50,15 +50,7 @@ long the client takes to learn that its peer is gone — beside what the model
 ends, also on Ctrl-C; 'keepalive lab clean' removes what a killed run left behind.
 
 Scenarios (--scenario):
-  crash       the server host vanishes: all its traffic silently dropped
-  path        the router's link towards the server goes down (router topology)
-  reboot      the server forgets the connection and answers the next segment with RST
-  nat         the router's conntrack entry expires while idle (--nat-timeout,
-              --nat-expiry drop|rst; also written nat-drop / nat-rst)
-  hung        the server process is frozen (SIGSTOP): its kernel still answers probes,
-              so kernel keepalive cannot see it
-  in-flight   the server vanishes while the client has unacknowledged data: keepalive
-              sends no probes; tcp_retries2 (~15 min) or TCP_USER_TIMEOUT decides
+` + labScenariosHelp() + `
 
 Modes (--mode):
 ` + labModesHelp() + `
@@ -115,7 +107,7 @@ summary says how many fell inside and the worst distance (exit status 3 if any d
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&f.scenario, "scenario", "crash", "failure to inject: crash, path, reboot, nat, nat-drop, nat-rst, hung, in-flight")
+	fl.StringVar(&f.scenario, "scenario", "crash", "failure to inject: "+strings.Join(lab.ScenarioNames(), ", "))
 	fl.StringVar(&f.mode, "mode", "kernel", "how the client detects: "+strings.Join(lab.ModeNames(), ", "))
 	f.idle = lab.DefaultIdle
 	fl.Var(newDurationValue(&f.idle), "idle", "keepalive idle time before the first probe (whole seconds)")
@@ -143,6 +135,19 @@ summary says how many fell inside and the worst distance (exit status 3 if any d
 }
 
 // labModesHelp lists every detector with its description.
+// labScenariosHelp lists the scenarios, from the lab's registry.
+func labScenariosHelp() string {
+	var b strings.Builder
+	for _, s := range lab.Scenarios() {
+		lines := strings.Split(s.Help(), "\n")
+		fmt.Fprintf(&b, "  %-12s%s\n", s, lines[0])
+		for _, l := range lines[1:] {
+			fmt.Fprintf(&b, "%14s%s\n", "", l)
+		}
+	}
+	return strings.TrimSuffix(b.String(), "\n")
+}
+
 func labModesHelp() string {
 	var b strings.Builder
 	for _, d := range lab.Detectors() {

@@ -1,4 +1,4 @@
-package probe
+package probewire
 
 import (
 	"encoding/binary"
