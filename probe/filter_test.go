@@ -4,9 +4,8 @@ import (
 	"net/netip"
 	"testing"
 
-	"github.com/gopacket/gopacket"
-	"github.com/gopacket/gopacket/layers"
 	"github.com/keepalive-dev/keepalive/internal/probewire"
+	"github.com/keepalive-dev/keepalive/internal/probewire/wiretest"
 
 	"golang.org/x/net/bpf"
 )
@@ -59,7 +58,7 @@ func TestFilter(t *testing.T) {
 		}
 		// ICMP destination unreachable passes; other ICMP does not.
 		b, _ := enc.Encode(Packet{Src: flows[0].Local, Dst: flows[0].Remote})
-		icmp := icmpFor(t, append([]byte(nil), b[:28]...), false)
+		icmp := wiretest.ICMPUnreachable(t, append([]byte(nil), b[:28]...), false)
 		if !runFilter(t, prog, icmp) {
 			t.Errorf("n=%d: ICMP unreachable rejected", n)
 		}
@@ -68,7 +67,7 @@ func TestFilter(t *testing.T) {
 			t.Errorf("n=%d: ICMP echo accepted", n)
 		}
 		b6, _ := enc.Encode(Packet{Src: flows[1].Local, Dst: flows[1].Remote})
-		if !runFilter(t, prog, icmpFor(t, append([]byte(nil), b6...), true)) {
+		if !runFilter(t, prog, wiretest.ICMPUnreachable(t, append([]byte(nil), b6...), true)) {
 			t.Errorf("n=%d: ICMPv6 unreachable rejected", n)
 		}
 		// Segments with payload pass like the others.
@@ -86,28 +85,4 @@ func TestFilter(t *testing.T) {
 	if _, err := buildFilter([]Flow{{}}); err == nil {
 		t.Error("invalid flow accepted")
 	}
-}
-
-// icmpFor wraps quoted in an ICMP destination unreachable (as internal/probewire's tests do).
-func icmpFor(t testing.TB, quoted []byte, v6 bool) []byte {
-	t.Helper()
-	buf := gopacket.NewSerializeBuffer()
-	opts := gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}
-	var err error
-	if !v6 {
-		ip := &layers.IPv4{Version: 4, TTL: 64, Protocol: layers.IPProtocolICMPv4, SrcIP: []byte{10, 200, 1, 254}, DstIP: []byte{10, 200, 1, 1}}
-		ic := &layers.ICMPv4{TypeCode: layers.CreateICMPv4TypeCode(layers.ICMPv4TypeDestinationUnreachable, layers.ICMPv4CodeHost)}
-		err = gopacket.SerializeLayers(buf, opts, ip, ic, gopacket.Payload(quoted))
-	} else {
-		ip := &layers.IPv6{Version: 6, HopLimit: 64, NextHeader: layers.IPProtocolICMPv6, SrcIP: netip.MustParseAddr("fd00:200::fe").AsSlice(), DstIP: netip.MustParseAddr("fd00:200::1").AsSlice()}
-		ic := &layers.ICMPv6{TypeCode: layers.CreateICMPv6TypeCode(layers.ICMPv6TypeDestinationUnreachable, layers.ICMPv6CodeAddressUnreachable)}
-		if err := ic.SetNetworkLayerForChecksum(ip); err != nil {
-			t.Fatal(err)
-		}
-		err = gopacket.SerializeLayers(buf, opts, ip, ic, gopacket.Payload(append([]byte{0, 0, 0, 0}, quoted...)))
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	return buf.Bytes()
 }

@@ -6,6 +6,7 @@ import (
 
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
+	"github.com/keepalive-dev/keepalive/internal/probewire/wiretest"
 )
 
 var (
@@ -60,29 +61,6 @@ func plain(a netip.AddrPort) netip.AddrPort {
 	return netip.AddrPortFrom(a.Addr().Unmap().WithZone(""), a.Port())
 }
 
-func icmpFor(t testing.TB, quoted []byte, v6 bool) []byte {
-	t.Helper()
-	buf := gopacket.NewSerializeBuffer()
-	opts := gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}
-	var err error
-	if !v6 {
-		ip := &layers.IPv4{Version: 4, TTL: 64, Protocol: layers.IPProtocolICMPv4, SrcIP: []byte{10, 200, 1, 254}, DstIP: []byte{10, 200, 1, 1}}
-		ic := &layers.ICMPv4{TypeCode: layers.CreateICMPv4TypeCode(layers.ICMPv4TypeDestinationUnreachable, layers.ICMPv4CodeHost)}
-		err = gopacket.SerializeLayers(buf, opts, ip, ic, gopacket.Payload(quoted))
-	} else {
-		ip := &layers.IPv6{Version: 6, HopLimit: 64, NextHeader: layers.IPProtocolICMPv6, SrcIP: netip.MustParseAddr("fd00:200::fe").AsSlice(), DstIP: netip.MustParseAddr("fd00:200::1").AsSlice()}
-		ic := &layers.ICMPv6{TypeCode: layers.CreateICMPv6TypeCode(layers.ICMPv6TypeDestinationUnreachable, layers.ICMPv6CodeAddressUnreachable)}
-		if err := ic.SetNetworkLayerForChecksum(ip); err != nil {
-			t.Fatal(err)
-		}
-		err = gopacket.SerializeLayers(buf, opts, ip, ic, gopacket.Payload(append([]byte{0, 0, 0, 0}, quoted...)))
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	return buf.Bytes()
-}
-
 func TestDecodeICMP(t *testing.T) {
 	enc, dec := NewEncoder(), NewDecoder()
 	for _, v6 := range []bool{false, true} {
@@ -98,7 +76,7 @@ func TestDecodeICMP(t *testing.T) {
 		if !v6 {
 			quoted = quoted[:28] // IPv4 header + 8 bytes, the RFC 792 minimum
 		}
-		w, ok := dec.Decode(icmpFor(t, quoted, v6))
+		w, ok := dec.Decode(wiretest.ICMPUnreachable(t, quoted, v6))
 		if !ok || !w.ICMP || w.Src != p.Src || w.Dst != p.Dst || w.Seq != 77 {
 			t.Fatalf("v6=%v: %+v %v", v6, w, ok)
 		}
@@ -123,7 +101,7 @@ func FuzzDecode(f *testing.F) {
 	} {
 		b, _ := enc.Encode(p)
 		f.Add(append([]byte(nil), b...))
-		f.Add(icmpFor(f, b, p.Src.Addr().Is6()))
+		f.Add(wiretest.ICMPUnreachable(f, b, p.Src.Addr().Is6()))
 	}
 	f.Add([]byte{0x45, 0, 0, 20})
 	f.Fuzz(func(t *testing.T, b []byte) {
