@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/keepalive-dev/keepalive/internal/nstest"
+	"github.com/keepalive-dev/keepalive/internal/promtest"
 )
 
 // topology is a client namespace with n connections, without keepalive on
@@ -94,22 +95,7 @@ func scrape(t *testing.T, h http.Handler) string {
 
 // metricSum adds the samples of a metric whose labels contain every one of want.
 func metricSum(text, name string, want ...string) float64 {
-	var sum float64
-	for _, line := range strings.Split(text, "\n") {
-		if !strings.HasPrefix(line, name+"{") && !strings.HasPrefix(line, name+" ") {
-			continue
-		}
-		ok := true
-		for _, w := range want {
-			ok = ok && strings.Contains(line, w)
-		}
-		if !ok {
-			continue
-		}
-		f := strings.Fields(line)
-		v, _ := strconv.ParseFloat(f[len(f)-1], 64)
-		sum += v
-	}
+	sum, _ := promtest.Sum(text, name, want...)
 	return sum
 }
 

@@ -1,7 +1,6 @@
 package deploy
 
 import (
-	"bufio"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -17,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keepalive-dev/keepalive/internal/promtest"
 	corev1 "k8s.io/api/core/v1"
 )
 
@@ -268,23 +268,8 @@ func TestImageAsDaemonSet(t *testing.T) {
 			return -1
 		}
 		defer resp.Body.Close()
-		sum, found := 0.0, false
-		sc := bufio.NewScanner(io.LimitReader(resp.Body, 8<<20))
-		for sc.Scan() {
-			line := sc.Text()
-			if !strings.HasPrefix(line, name+"{") && !strings.HasPrefix(line, name+" ") {
-				continue
-			}
-			ok := true
-			for _, l := range labels {
-				ok = ok && strings.Contains(line, l)
-			}
-			if ok {
-				f := strings.Fields(line)
-				v, _ := strconv.ParseFloat(f[len(f)-1], 64)
-				sum, found = sum+v, true
-			}
-		}
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
+		sum, found := promtest.Sum(string(b), name, labels...)
 		if !found {
 			return -1
 		}

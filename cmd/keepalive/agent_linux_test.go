@@ -13,7 +13,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -22,6 +21,7 @@ import (
 
 	"github.com/keepalive-dev/keepalive/enforce"
 	"github.com/keepalive-dev/keepalive/internal/nstest"
+	"github.com/keepalive-dev/keepalive/internal/promtest"
 	"golang.org/x/sys/unix"
 )
 
@@ -104,21 +104,7 @@ func getMetric(t *testing.T, addr, name string, labels ...string) float64 {
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
-	sum, found := 0.0, false
-	for _, line := range strings.Split(string(b), "\n") {
-		if !strings.HasPrefix(line, name+"{") && !strings.HasPrefix(line, name+" ") {
-			continue
-		}
-		ok := true
-		for _, l := range labels {
-			ok = ok && strings.Contains(line, l)
-		}
-		if ok {
-			f := strings.Fields(line)
-			v, _ := strconv.ParseFloat(f[len(f)-1], 64)
-			sum, found = sum+v, true
-		}
-	}
+	sum, found := promtest.Sum(string(b), name, labels...)
 	if !found {
 		return -1
 	}
