@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/keepalive-dev/keepalive/enforce"
+	"github.com/keepalive-dev/keepalive/internal/nstest"
 )
 
 // TestEnforceMode: keepalive set by the kernel at connect() from the cgroup's eBPF policy
@@ -16,12 +17,8 @@ import (
 // threaded cgroup and private bpffs of the run are gone afterwards.
 func TestEnforceMode(t *testing.T) {
 	requireRoot(t)
-	if err := enforce.Probe(); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("prerequisite missing under CI=true: kernel support for enforce: %v", err)
-		}
-		t.Skipf("skipping: kernel support for enforce: %v", err)
-	}
+	err := enforce.Probe()
+	nstest.Need(t, err == nil, fmt.Sprintf("kernel support for enforce: %v", err))
 	for _, sc := range []Scenario{Crash, Reboot} {
 		t.Run(string(sc), func(t *testing.T) {
 			t.Parallel()

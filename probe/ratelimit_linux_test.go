@@ -1,11 +1,14 @@
 package probe
 
 import (
+	"fmt"
 	"os"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/keepalive-dev/keepalive/internal/nstest"
 )
 
 func TestMinSpacing(t *testing.T) {
@@ -26,9 +29,7 @@ func TestMinSpacing(t *testing.T) {
 
 func TestInvalidRateLimit(t *testing.T) {
 	b, err := os.ReadFile("/proc/sys/net/ipv4/tcp_invalid_ratelimit")
-	if err != nil {
-		t.Skipf("no /proc/sys: %v", err)
-	}
+	nstest.Need(t, err == nil, fmt.Sprintf("/proc/sys/net/ipv4/tcp_invalid_ratelimit: %v", err))
 	ms, _ := strconv.Atoi(strings.TrimSpace(string(b)))
 	got, err := InvalidRateLimit("")
 	if err != nil || got != time.Duration(ms)*time.Millisecond {
