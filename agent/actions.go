@@ -58,8 +58,6 @@ func enforceMatches(r *Rule) []enforce.Match {
 	return out
 }
 
-func fixKey(r *Rule) string { return fmt.Sprintf("%s/%+v/%v", r.Name, r.Keepalive, r.ModeEnforce) }
-
 // enforceRules attaches the enforce rules to the cgroups of the connections
 // they match and retrofits the existing connections, within the budget.
 func (a *Agent) enforceRules(ctx context.Context, pol *Policy, gen uint64, res *SweepResult) {
@@ -88,27 +86,45 @@ func (a *Agent) enforceRules(ctx context.Context, pol *Policy, gen uint64, res *
 	if len(byName) == 0 {
 		return
 	}
-	var todo []*entry
-	for _, e := range a.cache {
-		r := e.rule
-		if r == nil || r.Action != ActionEnforce || e.sock.State != host.StateEstablished {
+	n := uint32(a.sweepN)
+	fixIDs := make([]uint32, len(pol.Rules))
+	matches := make([][]enforce.Match, len(pol.Rules))
+	for i := range pol.Rules {
+		if pol.Rules[i].Action == ActionEnforce {
+			fixIDs[i] = a.fixKeyID(&pol.Rules[i])
+			matches[i] = enforceMatches(&pol.Rules[i])
+		}
+	}
+	todo := a.todo[:0]
+	defer func() { a.todo = todo[:0] }()
+	var cgs []string
+	for i := range a.cache.n {
+		e := a.cache.at(i)
+		r := pol.rule(e.rule)
+		if e.lastSweep == 0 || r == nil || r.Action != ActionEnforce || e.state != host.StateEstablished {
 			continue
 		}
-		key := fixKey(r)
-		if e.fixed == key {
+		key := fixIDs[e.rule]
+		if e.fixed == key || n < e.retryAt {
 			continue
 		}
+		cgs = cgs[:0]
+		a.owners(e, func(p *procInfo, _ int32) {
+			if p.cgroup != "" {
+				cgs = appendNew(cgs, p.cgroup)
+			}
+		})
 		covered := false
-		for _, cg := range e.conn.Cgroups {
+		for _, cg := range cgs {
 			if cg == "/" && !slices.Contains(r.Match.Cgroups, "/") {
 				continue // never the whole host by accident
 			}
-			for _, m := range enforceMatches(r) {
+			for _, m := range matches[e.rule] {
 				at, ok := a.attached[attachKey{cg, m}]
 				if !ok {
 					at, ok = a.attach(cg, m, r, res)
 				}
-				if ok && e.firstSeen.After(at.at) && e.assess.Keepalive {
+				if ok && e.firstSeen > at.at.UnixNano() && a.assessments[e.assess].Keepalive {
 					covered = true // established under the program
 				}
 			}
@@ -117,64 +133,90 @@ func (a *Agent) enforceRules(ctx context.Context, pol *Policy, gen uint64, res *
 			e.fixed = key
 			continue
 		}
-		if e.owned && len(e.sock.Owners) > 0 {
-			todo = append(todo, e)
+		if e.flags&flagOwned != 0 {
+			todo = append(todo, uint32(i))
 		}
 	}
-	// At-risk connections first.
-	slices.SortFunc(todo, func(x, y *entry) int {
+	// At-risk connections first, then those never tried before.
+	slices.SortStableFunc(todo, func(x, y uint32) int {
+		ex, ey := a.cache.at(x), a.cache.at(y)
+		rx, ry := a.assessments[ex.assess].AtRisk, a.assessments[ey.assess].AtRisk
 		switch {
-		case x.assess.AtRisk == y.assess.AtRisk:
-			return 0
-		case x.assess.AtRisk:
+		case rx != ry && rx:
 			return -1
+		case rx != ry:
+			return 1
 		}
-		return 1
+		return int(ex.fails) - int(ey.fails)
 	})
 	if n := pol.Budgets.RetrofitsPerSweep; len(todo) > n {
 		a.m.actionsSkipped.WithLabelValues("retrofit").Add(float64(len(todo) - n))
 		todo = todo[:n]
 	}
-	groups := map[*Rule][]*entry{}
-	for _, e := range todo {
-		groups[e.rule] = append(groups[e.rule], e)
+	groups := map[int16][]uint32{}
+	for _, i := range todo {
+		r := a.cache.at(i).rule
+		groups[r] = append(groups[r], i)
 	}
-	for r, es := range groups {
-		socks := make([]host.Socket, len(es))
-		for i, e := range es {
-			socks[i] = e.sock
-		}
+	for ri, slots := range groups {
+		r, key := &pol.Rules[ri], fixIDs[ri]
 		if a.opt.DryRun {
-			a.m.retrofits.WithLabelValues("dry-run").Add(float64(len(es)))
-			a.log.Info("would retrofit", "rule", r.Name, "connections", len(es))
-			for _, e := range es {
-				e.fixed = fixKey(r)
+			a.m.retrofits.WithLabelValues("dry-run").Add(float64(len(slots)))
+			a.log.Info("would retrofit", "rule", r.Name, "connections", len(slots))
+			for _, i := range slots {
+				a.cache.at(i).fixed = key
 			}
 			continue
 		}
-		for i, rr := range host.Retrofit(ctx, socks, r.Keepalive, host.RetrofitOptions{}) {
-			e := es[i]
+		socks := make([]host.Socket, len(slots))
+		for j, i := range slots {
+			socks[j] = a.socketOf(a.cache.at(i))
+		}
+		for j, rr := range host.Retrofit(ctx, socks, r.Keepalive, host.RetrofitOptions{}) {
+			e := a.cache.at(slots[j])
 			switch {
-			case rr.Err == nil && rr.Changed:
-				a.m.retrofits.WithLabelValues("applied").Inc()
-				res.Retrofits++
-				e.fixed = fixKey(r)
-				after := rr.After
-				e.settings = &after
 			case rr.Err == nil:
-				a.m.retrofits.WithLabelValues("unchanged").Inc()
-				e.fixed = fixKey(r)
-				after := rr.After
-				e.settings = &after
+				if rr.Changed {
+					a.m.retrofits.WithLabelValues("applied").Inc()
+					res.Retrofits++
+				} else {
+					a.m.retrofits.WithLabelValues("unchanged").Inc()
+				}
+				e.fixed, e.fails, e.retryAt = key, 0, 0
+				a.settings[e.cookie] = rr.After
+				e.flags |= flagSettings
 			case errors.Is(rr.Err, host.ErrGone):
-				e.fixed = fixKey(r)
+				e.fixed = key
 			default:
+				// Tried again after 1, 2, 4 … sweeps (at most retryMaxSweeps): a
+				// process that was busy or a descriptor moved between sweeps may
+				// succeed later; a lasting refusal costs one attempt per backoff.
 				a.m.retrofits.WithLabelValues("failed").Inc()
-				a.warn("retrofit")(fmt.Errorf("%s: %w", e.sock.String(), rr.Err))
-				e.fixed = fixKey(r) // not again every sweep; a restart retries
+				a.warn("retrofit")(fmt.Errorf("%s: %w", socks[j].String(), rr.Err))
+				e.retryAt = n + retryAfter(e.fails)
+				e.fails = min(e.fails+1, 255)
 			}
 		}
 	}
+}
+
+// retryMaxSweeps caps the backoff between retries of a failed retrofit.
+const retryMaxSweeps = 40
+
+// retryAfter is the number of sweeps to wait after a retrofit failed for the
+// fails+1-th time in a row: 1, 2, 4 … up to retryMaxSweeps.
+func retryAfter(fails uint8) uint32 { return min(uint32(1)<<min(fails, 16), retryMaxSweeps) }
+
+// fixKeyID interns the key of a rule's retrofit (name, settings, mode): a
+// connection retrofitted under it is not retrofitted again until the rule changes.
+func (a *Agent) fixKeyID(r *Rule) uint32 {
+	k := fmt.Sprintf("%s/%+v/%v", r.Name, r.Keepalive, r.ModeEnforce)
+	id, ok := a.fixIDs[k]
+	if !ok {
+		id = uint32(len(a.fixIDs) + 1)
+		a.fixIDs[k] = id
+	}
+	return id
 }
 
 func (a *Agent) attach(cg string, m enforce.Match, r *Rule, res *SweepResult) (attachVal, bool) {
@@ -264,20 +306,20 @@ func (p *nsProber) Check(ctx context.Context, flows []probe.Flow) ([]probe.SockS
 
 // probeRules probes the idle connections of probe rules, within the budget,
 // and reaps the dead ones when the rule says so.
-func (a *Agent) probeRules(ctx context.Context, pol *Policy, nss map[string]*host.NetNS, res *SweepResult) {
+func (a *Agent) probeRules(ctx context.Context, pol *Policy, res *SweepResult) {
 	now := time.Now()
-	byNS := map[string][]*entry{}
+	byNS := map[uint32][]uint32{}
 	total := 0
-	for _, e := range a.cache {
-		r := e.rule
-		if r == nil || r.Action != ActionProbe || e.sock.State != host.StateEstablished {
+	for i := range a.cache.n {
+		e := a.cache.at(i)
+		r := pol.rule(e.rule)
+		if e.lastSweep == 0 || r == nil || r.Action != ActionProbe || e.state != host.StateEstablished {
 			continue
 		}
-		if e.idle < r.IdleOver || now.Sub(e.probedAt) < r.IdleOver {
+		if e.idle() < r.IdleOver || now.Sub(time.Unix(0, e.probedAt)) < r.IdleOver {
 			continue
 		}
-		k := nsKey(e.sock.Namespace)
-		byNS[k] = append(byNS[k], e)
+		byNS[e.ns] = append(byNS[e.ns], uint32(i))
 		total++
 	}
 	if total == 0 {
@@ -292,48 +334,52 @@ func (a *Agent) probeRules(ctx context.Context, pol *Policy, nss map[string]*hos
 		a.log.Info("would probe", "connections", min(total, budget))
 		return
 	}
-	for k, es := range byNS {
+	for nsi, slots := range byNS {
 		if budget <= 0 {
 			break
 		}
-		if len(es) > budget {
-			es = es[:budget]
+		if len(slots) > budget {
+			slots = slots[:budget]
 		}
-		budget -= len(es)
-		p := a.probers[k]
+		budget -= len(slots)
+		ni := &a.nss[nsi]
+		p := a.probers[ni.key]
 		if p == nil {
 			p = &nsProber{socks: map[probe.Flow]host.Socket{}}
 			path := ""
-			if ns := nss[k]; ns != nil && !ns.Current {
+			if ns := ni.ns; ns != nil && !ns.Current {
 				path = ns.Path
 				if ns.Name != "" {
 					path = ns.Name
 				}
 			}
 			p.p, p.err = a.opt.Prober(path, p)
-			a.probers[k] = p
+			a.probers[ni.key] = p
 			if p.err != nil {
 				a.log.Warn("cannot probe", "netns", path, "err", p.err)
 			}
 		}
 		if p.err != nil {
-			a.m.errors.WithLabelValues("probe").Add(float64(len(es)))
+			a.m.errors.WithLabelValues("probe").Add(float64(len(slots)))
 			continue
 		}
 		clear(p.socks)
-		flows := make([]probe.Flow, len(es))
-		for i, e := range es {
-			flows[i] = probe.Flow{Local: e.sock.Local, Remote: e.sock.Remote}.Normalize()
-			p.socks[flows[i]] = e.sock
-			e.probedAt = now
+		flows := make([]probe.Flow, len(slots))
+		socks := make([]host.Socket, len(slots))
+		for j, i := range slots {
+			e := a.cache.at(i)
+			socks[j] = a.socketOf(e)
+			flows[j] = probe.Flow{Local: socks[j].Local, Remote: socks[j].Remote}.Normalize()
+			p.socks[flows[j]] = socks[j]
+			e.probedAt = now.UnixNano()
 		}
 		results, err := p.p.Probe(ctx, flows, probe.Options{Rate: pol.Budgets.ProbesPerSecond}, nil)
 		if err != nil {
 			a.warn("probe")(err)
 			continue
 		}
-		for i, r := range results {
-			e := es[i]
+		for j, r := range results {
+			sock := &socks[j]
 			res.Probed++
 			a.m.probes.Inc()
 			a.m.verdicts.WithLabelValues(r.Verdict.String()).Inc()
@@ -342,11 +388,11 @@ func (a *Agent) probeRules(ctx context.Context, pol *Policy, nss map[string]*hos
 			}
 			res.Dead++
 			a.m.deadPeers.Inc()
-			a.log.Info("dead peer", "conn", e.sock.String(), "verdict", r.Verdict.String(), "evidence", r.Evidence)
-			if !e.rule.Reap {
+			a.log.Info("dead peer", "conn", sock.String(), "verdict", r.Verdict.String(), "evidence", r.Evidence)
+			if rule := pol.rule(a.cache.at(slots[j]).rule); rule == nil || !rule.Reap {
 				continue
 			}
-			switch err := host.Destroy(ctx, e.sock); {
+			switch err := host.Destroy(ctx, *sock); {
 			case err == nil:
 				a.m.reaps.WithLabelValues("applied").Inc()
 				res.Reaped++

@@ -256,9 +256,15 @@ func TestAgentNamespaceComesAndGoes(t *testing.T) {
 	if strings.Contains(m, nsA) {
 		t.Fatalf("namespace %s still reported after it went away", nsA)
 	}
-	for _, e := range a.cache {
-		if e.conn.NetNS == nsA {
-			t.Fatalf("cache still holds %s", e.sock.String())
+	for i := range a.cache.n {
+		if e := a.cache.at(i); e.lastSweep != 0 && a.nss[e.ns].name == nsA {
+			s := a.socketOf(e)
+			t.Fatalf("cache still holds %s", s.String())
+		}
+	}
+	for _, ni := range a.nss {
+		if ni.name == nsA {
+			t.Fatalf("namespace table still holds %s", nsA)
 		}
 	}
 }

@@ -71,12 +71,36 @@ func cgroupUnder(cg, want string) bool {
 
 // RuleFor returns the first rule that matches c, or nil.
 func (p *Policy) RuleFor(c *Conn) *Rule {
+	return p.rule(p.ruleIndex(c))
+}
+
+// ruleIndex is the index of the first rule that matches c, -1 when none does
+// (policies hold at most MaxRules rules).
+func (p *Policy) ruleIndex(c *Conn) int16 {
 	for i := range p.Rules {
 		if p.Rules[i].Match.Matches(c) {
-			return &p.Rules[i]
+			return int16(i)
 		}
 	}
-	return nil
+	return -1
+}
+
+// rule returns the rule at index i, nil for -1.
+func (p *Policy) rule(i int16) *Rule {
+	if i < 0 || int(i) >= len(p.Rules) {
+		return nil
+	}
+	return &p.Rules[i]
+}
+
+// needsIdle reports whether a rule needs the connections' idle time (tcp_info).
+func (p *Policy) needsIdle() bool {
+	for i := range p.Rules {
+		if p.Rules[i].Action == ActionProbe {
+			return true
+		}
+	}
+	return false
 }
 
 // NeedsOwners reports whether any rule needs the connections' owners.

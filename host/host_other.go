@@ -34,6 +34,11 @@ func ReadSettings(ctx context.Context, s Socket) (keepalive.Settings, Owner, err
 	return keepalive.Settings{}, Owner{}, errLinuxOnly("reading another process's socket")
 }
 
+// OwnersOf works on Linux only.
+func OwnersOf(ctx context.Context, inodes []uint32, fn func(inode uint32, owners []Owner)) error {
+	return errLinuxOnly("finding the owners of sockets")
+}
+
 // Destroy works on Linux only.
 func Destroy(ctx context.Context, s Socket) error {
 	return errLinuxOnly("destroying sockets")

@@ -4,6 +4,8 @@ package host
 
 import (
 	"bytes"
+	"context"
+	"fmt"
 	"errors"
 	"os"
 	"runtime"
@@ -108,6 +110,34 @@ func scanOwners(pids []int, explicit bool) (*ownerIndex, error) {
 		}
 	}
 	return x, nil
+}
+
+// OwnersOf calls fn with the owners of each of the given socket inodes that a process
+// holds: one pass over /proc/*/fd, as Walk makes with ListOptions.Owners, without a
+// sock_diag dump (socket inodes are unique across namespaces). Processes that vanish or
+// cannot be read are skipped; a set-user-ID run sees only its real user's processes. The
+// owners slice is reused between calls of fn.
+func OwnersOf(ctx context.Context, inodes []uint32, fn func(inode uint32, owners []Owner)) error {
+	if len(inodes) == 0 {
+		return nil
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	x, err := scanOwners(nil, false)
+	if err != nil {
+		return fmt.Errorf("host: %w", err)
+	}
+	if priv := currentPrivilege(); priv.secure && priv.ruid != 0 {
+		x.keepOwnedBy(priv)
+	}
+	var buf []Owner
+	for _, ino := range inodes {
+		if buf = x.owners(ino, buf[:0]); len(buf) > 0 {
+			fn(ino, buf)
+		}
+	}
+	return ctx.Err()
 }
 
 // keepOwnedBy drops the descriptors of processes p does not allow (set-user-ID or
