@@ -5,8 +5,8 @@ package host
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"errors"
+	"fmt"
 	"os"
 	"runtime"
 	"strconv"
