@@ -259,7 +259,11 @@ type Prober interface {
 type ProberFunc func(netns string, chk probe.Checker) (Prober, error)
 
 func defaultProber(netns string, chk probe.Checker) (Prober, error) {
-	return probe.New(probe.NewOptions{Netns: netns, Checker: chk})
+	p, err := probe.New(probe.NewOptions{Netns: netns, Checker: chk})
+	if err != nil {
+		return nil, err // not a typed nil inside the interface
+	}
+	return p, nil
 }
 
 type nsProber struct {
@@ -269,7 +273,7 @@ type nsProber struct {
 }
 
 func (p *nsProber) close() error {
-	if p.p == nil {
+	if p.p == nil || p.err != nil {
 		return nil
 	}
 	return p.p.Close()
@@ -360,7 +364,7 @@ func (a *Agent) probeRules(ctx context.Context, pol *Policy, res *SweepResult) {
 			}
 		}
 		if p.err != nil {
-			a.m.errors.WithLabelValues("probe").Add(float64(len(slots)))
+			a.count1("probe", p.err, len(slots))
 			continue
 		}
 		clear(p.socks)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net/http"
 	"os"
@@ -12,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/keepalive-dev/keepalive"
@@ -328,10 +330,27 @@ func (a *Agent) Sweep(ctx context.Context) (SweepResult, error) {
 }
 
 func (a *Agent) warn(stage string) func(error) {
-	return func(err error) {
-		a.m.errors.WithLabelValues(stage).Inc()
-		a.log.Debug("skipped", "stage", stage, "err", err)
+	return func(err error) { a.count1(stage, err, 1) }
+}
+
+// count1 counts n things a stage skipped because of err: in
+// keepalive_vanished_total when they went away during the sweep (normal churn:
+// a namespace deleted, a process exited, a socket closed), else in
+// keepalive_errors_total, which alerts watch.
+func (a *Agent) count1(stage string, err error, n int) {
+	if vanished(err) {
+		a.m.vanished.WithLabelValues(stage).Add(float64(n))
+		a.log.Debug("gone", "stage", stage, "err", err)
+		return
 	}
+	a.m.errors.WithLabelValues(stage).Add(float64(n))
+	a.log.Debug("skipped", "stage", stage, "err", err)
+}
+
+// vanished reports whether err says that what the agent looked at went away.
+func vanished(err error) bool {
+	return errors.Is(err, host.ErrGone) || errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ESRCH) ||
+		errors.Is(err, host.ErrStaleNetNS)
 }
 
 func (a *Agent) sweep(ctx context.Context) (SweepResult, error) {

@@ -186,12 +186,20 @@ func (a *Agent) nsSlot(s *host.Socket, n uint64) uint32 {
 		a.nsIdx[k] = i
 	}
 	ni := &a.nss[i]
+	// The kernel reuses a deleted namespace's inode at once: a known inode reached
+	// through another path is likely another namespace, so what was read through
+	// the old one (sysctls, the prober) is not trusted.
+	moved := ok && ni.path != s.NetNS
+	if p := a.probers[k]; moved && p != nil {
+		_ = p.close()
+		delete(a.probers, k)
+	}
 	ni.path, ni.ns, ni.seen = s.NetNS, s.Namespace, n
 	ni.name, ni.label = s.NetNS, ""
 	if s.Namespace != nil {
 		ni.name, ni.label = s.Namespace.Name, s.Namespace.Label()
 	}
-	if !ok || n-ni.sysRead > sysctlRefresh {
+	if !ok || moved || n-ni.sysRead > sysctlRefresh {
 		sys, err := host.ReadSysctl(s.NetNS)
 		if err != nil {
 			a.warn("sysctl")(err)

@@ -74,6 +74,7 @@ type metrics struct {
 	reloads          *prometheus.CounterVec
 	policyRules      prometheus.Gauge
 	errors           *prometheus.CounterVec
+	vanished         *prometheus.CounterVec
 	actionsSkipped   *prometheus.CounterVec
 
 	dConns, dAtRisk, dNoKA, dDetect, dRules, dTcpExt *prometheus.Desc
@@ -139,6 +140,7 @@ func newMetrics(reg prometheus.Registerer, l Labels) *metrics {
 	m.policyRules = prometheus.NewGauge(prometheus.GaugeOpts{Name: "keepalive_policy_rules", Help: "Rules of the policy in force."})
 	f(m.policyRules)
 	m.errors = vec("keepalive_errors_total", "Errors by stage (list, owners, enforce, retrofit, probe, reap, tcpext).", "stage")
+	m.vanished = vec("keepalive_vanished_total", "Things that went away during a sweep, by stage: namespaces deleted, processes exited, sockets closed (normal churn, not errors).", "stage")
 	m.actionsSkipped = vec("keepalive_actions_deferred_total", "Actions deferred to a later sweep by a budget (action: probe, retrofit).", "action")
 
 	extra := l.names()

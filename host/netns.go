@@ -1,6 +1,7 @@
 package host
 
 import (
+	"errors"
 	"strconv"
 	"strings"
 )
@@ -59,3 +60,7 @@ func (n *NetNS) ref() string {
 	}
 	return n.Name
 }
+
+// ErrStaleNetNS marks a /var/run/netns entry that holds no namespace: left by an interrupted
+// 'ip netns add', or seen while one is being added or deleted.
+var ErrStaleNetNS = errors.New("stale network namespace entry")

@@ -92,7 +92,7 @@ func nsfsInode(path string) (uint64, error) {
 	}
 	if sfs.Type != unix.NSFS_MAGIC {
 		return 0, fmt.Errorf("%s is not a mounted network namespace (a stale entry; 'ip netns del %s' or 'keepalive lab clean' for the lab's own): %w",
-			path, filepath.Base(path), errStaleNetNS)
+			path, filepath.Base(path), ErrStaleNetNS)
 	}
 	var st unix.Stat_t
 	if err := unix.Stat(path, &st); err != nil {
@@ -101,8 +101,6 @@ func nsfsInode(path string) (uint64, error) {
 	return st.Ino, nil
 }
 
-// errStaleNetNS marks a /var/run/netns entry that holds no namespace.
-var errStaleNetNS = errors.New("stale network namespace entry")
 
 // currentNetNSInode is the inode of the calling thread's network namespace.
 func currentNetNSInode() (uint64, error) {

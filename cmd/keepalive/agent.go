@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -23,6 +24,7 @@ import (
 
 type agentOptions struct {
 	config, listen, env, pinDir string
+	logLevel                    string
 	interval, middlebox, within time.Duration
 	labels                      []string
 	topN                        int
@@ -91,6 +93,7 @@ changed per sweep, at-risk ones first. Owners and assessments are cached per soc
 	f.BoolVar(&o.noBPF, "no-bpf", false, "enforce by retrofit only, never attach eBPF programs")
 	f.BoolVar(&o.detach, "detach-on-exit", false, "detach the agent's eBPF attachments when it stops (default: they stay pinned)")
 	f.BoolVar(&o.once, "once", false, "run one sweep, print its summary and exit")
+	f.StringVar(&o.logLevel, "log-level", "info", "what the log shows: debug (every sweep and skipped socket), info, warn, error")
 	return cmd
 }
 
@@ -127,7 +130,10 @@ func agentRun(ctx context.Context, g *globalOptions, o *agentOptions) error {
 	}
 	ao.HZ = host.DetectTimers(ctx).HZ
 	opt.Assess = agent.HostAssess(ao)
-	level := slog.LevelInfo
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(o.logLevel)); err != nil || !slices.Contains([]string{"debug", "info", "warn", "error"}, strings.ToLower(o.logLevel)) {
+		return usagef("invalid --log-level %q (allowed: debug, info, warn, error)", o.logLevel)
+	}
 	var h slog.Handler = slog.NewTextHandler(g.Stderr, &slog.HandlerOptions{Level: level})
 	if g.JSON && !o.once {
 		h = slog.NewJSONHandler(g.Stderr, &slog.HandlerOptions{Level: level})

@@ -138,6 +138,12 @@ func TestAgentCommand(t *testing.T) {
 	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("build: %v\n%s", err, out)
 	}
+	// A bad --log-level is a usage error (exit 2) that names the allowed values.
+	out, err := exec.Command(bin, "agent", "--once", "--log-level", "loud").CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 2 || !strings.Contains(string(out), "allowed: debug, info, warn, error") {
+		t.Fatalf("--log-level loud: %v\n%s", err, out)
+	}
 	bpffs := filepath.Join(dir, "bpf")
 	if err := os.Mkdir(bpffs, 0o700); err != nil {
 		t.Fatal(err)
@@ -215,7 +221,6 @@ func TestAgentCommand(t *testing.T) {
 	_ = cmd.Process.Signal(syscall.SIGTERM)
 	err = cmd.Wait()
 	exited = true
-	var ee *exec.ExitError
 	if !errors.As(err, &ee) || ee.ExitCode() != 130 {
 		t.Fatalf("after SIGTERM: %v, want exit 130", err)
 	}
@@ -230,7 +235,7 @@ func TestAgentCommand(t *testing.T) {
 	}
 
 	// --detach-on-exit removes it.
-	out, err := exec.Command(bin, "agent", "--once", "--config", policy, "--pin-dir", pins, "--detach-on-exit").CombinedOutput()
+	out, err = exec.Command(bin, "agent", "--once", "--config", policy, "--pin-dir", pins, "--detach-on-exit").CombinedOutput()
 	if err != nil {
 		t.Fatalf("agent --once --detach-on-exit: %v\n%s", err, out)
 	}
