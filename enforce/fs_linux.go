@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -76,6 +77,11 @@ type cgroup struct {
 func resolveCgroup(mount, p string) (cgroup, error) {
 	if strings.TrimSpace(p) == "" {
 		return cgroup{}, fmt.Errorf("empty cgroup path")
+	}
+	// Checked before cleaning, which would turn "/../../docker/ID" (a path read from a private
+	// cgroup namespace) into "/docker/ID", or "/../.." into the root of the whole host.
+	if slices.Contains(strings.Split(p, "/"), "..") {
+		return cgroup{}, fmt.Errorf("cgroup %q leaves the cgroup2 hierarchy (a path read in a private cgroup namespace is relative to it; read /proc/PID/cgroup in the host's)", p)
 	}
 	var rel string
 	if filepath.IsAbs(p) {
