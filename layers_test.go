@@ -29,6 +29,9 @@ var layers = map[string]int{
 	"agent":           2,
 	"cmd/keepalive":   3, // the command
 	"internal/report": 3, // the command's rendering
+	// internal/cgroupns reads /proc/PID/cgroup in the host's cgroup namespace for host,
+	// enforce and agent; layer 0 keeps it below all of them (it imports internal/mountinfo).
+	"internal/cgroupns": 0,
 }
 
 // TestLayers reads `go list -deps` for every package of the module and fails when one imports

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/keepalive-dev/keepalive/internal/promtest"
+	"golang.org/x/sys/unix"
 	corev1 "k8s.io/api/core/v1"
 )
 
@@ -55,9 +56,11 @@ func dockerRunArgs(t *testing.T, spec corev1.PodSpec, volumes map[string]string)
 	if spec.HostNetwork {
 		args = append(args, "--network=host")
 	}
-	// Kubernetes has no field for it: the pod sees the node's cgroup paths through the
-	// /sys/fs/cgroup hostPath, as a host cgroup namespace gives docker.
-	args = append(args, "--cgroupns=host")
+	// Kubernetes has no field for the cgroup namespace: on a cgroup v2 node containerd gives
+	// every pod a private one. The agent reads other processes' cgroups in the node's
+	// namespace itself (internal/cgroupns) and the node's tree through the /sys/fs/cgroup
+	// hostPath.
+	args = append(args, "--cgroupns=private")
 	sc := c.SecurityContext
 	for _, d := range sc.Capabilities.Drop {
 		args = append(args, "--cap-drop="+string(d))
@@ -189,6 +192,11 @@ func TestImageAsDaemonSet(t *testing.T) {
 	ctrName := "keepalive-testconn-" + id
 	t.Cleanup(func() { _ = exec.Command("docker", "rm", "-f", ctrName).Run() })
 	docker(t, "run", "-d", "--name", ctrName, "--network=bridge", connImage, strconv.Itoa(ctrPort))
+	// A third container that no rule matches: 'enforce attach' from the agent's container
+	// attaches to it without meeting the agent's own attachments.
+	idleName := "keepalive-testconn-idle-" + id
+	t.Cleanup(func() { _ = exec.Command("docker", "rm", "-f", idleName).Run() })
+	docker(t, "run", "-d", "--name", idleName, "--network=bridge", connImage, strconv.Itoa(ctrPort+1))
 
 	// On the host: a loopback connection pair without keepalive.
 	lc := net.ListenConfig{KeepAlive: -1}
@@ -261,6 +269,7 @@ func TestImageAsDaemonSet(t *testing.T) {
 		_ = exec.Command("docker", "rm", "-f", "keepalive-agent-"+id).Run()
 	})
 	docker(t, run...)
+	agentName := "keepalive-agent-" + id
 
 	get := func(name string, labels ...string) float64 {
 		resp, err := http.Get("http://" + metrics + "/metrics")
@@ -302,4 +311,105 @@ func TestImageAsDaemonSet(t *testing.T) {
 	if err != nil || on != 1 {
 		t.Fatalf("SO_KEEPALIVE on the host connection after the agent: %d %v", on, err)
 	}
+
+	privateCgroupTools(t, agentName, ctrName, idleName, ctrPort)
+}
+
+// privateCgroupTools checks that the commands in the agent's container, which runs in a
+// cgroup namespace of its own as a pod does, name other containers' cgroups as the node does
+// (no "/.." paths) and attach eBPF policies to them.
+func privateCgroupTools(t *testing.T, agentName, ctrName, idleName string, ctrPort int) {
+	t.Helper()
+	agentPID := docker(t, "inspect", "-f", "{{.State.Pid}}", agentName)
+	theirs, err := os.Readlink("/proc/" + agentPID + "/ns/cgroup")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ours, err := os.Readlink("/proc/self/ns/cgroup")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if theirs == ours {
+		t.Fatalf("the agent's container shares the test's cgroup namespace %s: not run as a pod", ours)
+	}
+	hostCgroup := func(name string) (id, cg string) {
+		t.Helper()
+		id = docker(t, "inspect", "-f", "{{.Id}}", name)
+		pid := docker(t, "inspect", "-f", "{{.State.Pid}}", name)
+		b, err := os.ReadFile("/proc/" + pid + "/cgroup")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, l := range strings.Split(string(b), "\n") {
+			if p, ok := strings.CutPrefix(l, "0::"); ok {
+				return id, p
+			}
+		}
+		t.Fatalf("container %s: no cgroup2 line in %q", name, b)
+		return "", ""
+	}
+	inAgent := func(args ...string) string {
+		t.Helper()
+		return docker(t, append([]string{"exec", agentName, "/keepalive"}, args...)...)
+	}
+	noDotDot := func(what, out string) {
+		t.Helper()
+		if strings.Contains(out, "/..") {
+			t.Fatalf("%s names a cgroup outside the agent's namespace (\"/..\"):\n%s", what, out)
+		}
+	}
+	ctrID, ctrCg := hostCgroup(ctrName)
+	if strings.Contains(ctrCg, "/..") || ctrCg == "/" {
+		t.Fatalf("the other container's cgroup2 path on the host is %q", ctrCg)
+	}
+	// Where the node's cgroup2 tree is, here and (through the hostPath) in the agent's
+	// container: /sys/fs/cgroup/unified on a hybrid node, /sys/fs/cgroup on a unified one.
+	mnt := "/sys/fs/cgroup/unified"
+	if _, err := os.Stat(mnt + ctrCg); err != nil {
+		mnt = "/sys/fs/cgroup"
+	}
+	port := strconv.Itoa(ctrPort)
+	for _, sel := range [][]string{
+		{"--container", ctrID[:12]},
+		{"--cgroup", ctrCg},
+		{"--cgroup", mnt + ctrCg},
+	} {
+		out := inAgent(append([]string{"audit", "--json"}, sel...)...)
+		what := "audit " + strings.Join(sel, " ")
+		noDotDot(what, out)
+		if !strings.Contains(out, port) {
+			t.Fatalf("%s does not list the container's connections on port %s:\n%s", what, port, out)
+		}
+		if sel[0] == "--container" && !strings.Contains(out, ctrID) {
+			t.Fatalf("%s does not name the container %s:\n%s", what, ctrID, out)
+		}
+	}
+	// The text form too: the container column.
+	out := inAgent("audit", "--container", ctrID[:12])
+	noDotDot("audit --container (text)", out)
+
+	// eBPF: attach to the idle container's cgroup by its id, from inside the agent's
+	// container, and find the attachment keyed by the node's path and cgroup id. The running
+	// agent holds the lock of its own pins (<bpffs>/keepalive) for its lifetime: the command
+	// pins elsewhere.
+	pins := "--pin-dir=/sys/fs/bpf/image-test"
+	idleID, idleCg := hostCgroup(idleName)
+	out = inAgent("enforce", "attach", pins, "--cgroup", idleID, "--owner", "image-test", "--idle", "30", "--interval", "5", "--count", "3", "--json")
+	noDotDot("enforce attach --cgroup ID", out)
+	if !strings.Contains(out, `"cgroup": "`+idleCg+`"`) {
+		t.Fatalf("enforce attach --cgroup ID %s did not attach to %s:\n%s", idleID, idleCg, out)
+	}
+	t.Cleanup(func() {
+		_ = exec.Command("docker", "exec", agentName, "/keepalive", "enforce", "detach", pins, "--cgroup", idleCg, "--owner", "image-test").Run()
+	})
+	var st unix.Stat_t
+	if err := unix.Stat(mnt+idleCg, &st); err != nil {
+		t.Fatal(err)
+	}
+	out = inAgent("enforce", "list", pins, "--json")
+	noDotDot("enforce list", out)
+	if !strings.Contains(out, `"cgroup": "`+idleCg+`"`) || !strings.Contains(out, `"cgroup_id": `+strconv.FormatUint(st.Ino, 10)+",") || !strings.Contains(out, `"attached": true`) {
+		t.Fatalf("enforce list does not show %s (cgroup id %d):\n%s", idleCg, st.Ino, out)
+	}
+	inAgent("enforce", "detach", pins, "--cgroup", idleCg, "--owner", "image-test")
 }

@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/keepalive-dev/keepalive/internal/cgroupns"
 )
 
 // IsContainerID reports whether s looks like a container id (12 to 64 hex digits).
@@ -44,25 +46,37 @@ func ContainerCgroup(id string) (rel, note string, err error) {
 	if err != nil {
 		return "", "", err
 	}
+	// /proc/PID/cgroup as the host's cgroup namespace shows it: from a pod's private one the
+	// paths would start with "/.." and name no directory under the mount.
+	r, err := cgroupns.NewReader()
+	if err != nil {
+		return "", "", err
+	}
+	defer r.Close()
+	var all []int
+	for _, e := range ents {
+		if pid, err := strconv.Atoi(e.Name()); err == nil {
+			all = append(all, pid)
+		}
+	}
+	cs, err := r.ReadMany(all)
+	if err != nil {
+		return "", "", err
+	}
 	var pids []int
 	paths := map[string]bool{}
 	fullIDs := map[string]bool{}
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
+	for _, c := range cs {
+		if c.Err != nil {
 			continue
 		}
-		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cgroup"))
-		if err != nil {
-			continue
-		}
-		full := containerIDIn(string(b), id)
+		full := containerIDIn(string(c.Data), id)
 		if full == "" {
 			continue
 		}
 		fullIDs[full] = true
-		pids = append(pids, pid)
-		if p, err := procCgroup2(pid); err == nil {
+		pids = append(pids, c.PID)
+		if p, ok := cgroupns.Cgroup2Path(c.Data); ok {
 			paths[p] = true
 		}
 	}
@@ -79,10 +93,13 @@ func ContainerCgroup(id string) (rel, note string, err error) {
 	for k := range paths {
 		p = k
 	}
+	if !r.HostAbsolute() && strings.HasPrefix(p, "/..") {
+		return "", "", fmt.Errorf("container %s is in cgroup2 %s, outside this cgroup namespace, and the host's cannot be read: %s", id, p, r.Note())
+	}
 	if strings.Contains(p, id) {
 		return p, "", nil
 	}
-	mount, err := Cgroup2Mount()
+	mount, err := cgroup2Mount(r)
 	if err != nil {
 		return "", "", err
 	}

@@ -854,3 +854,22 @@ func TestPodCgroup(t *testing.T) {
 		t.Error("an unknown pod resolved")
 	}
 }
+
+// TestResolveCgroupRejectsDotDot: paths read in a private cgroup namespace ("/../..",
+// "/../../docker/ID") are refused, not cleaned into the host's root or a wrong directory.
+func TestResolveCgroupRejectsDotDot(t *testing.T) {
+	need(t)
+	top := testCgroup(t, "")
+	mnt, err := Cgroup2Mount()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := resolveCgroup(mnt, top); err != nil {
+		t.Fatalf("resolveCgroup(%q): %v", top, err)
+	}
+	for _, p := range []string{"/../..", "/..", "/.." + top, "/../.." + top, top + "/../..", filepath.Join(mnt, "x") + "/../.."} {
+		if cg, err := resolveCgroup(mnt, p); err == nil || !strings.Contains(err.Error(), "leaves the cgroup2 hierarchy") {
+			t.Errorf("resolveCgroup(%q) = %+v, %v; want an error", p, cg, err)
+		}
+	}
+}

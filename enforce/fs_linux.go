@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
+	"github.com/keepalive-dev/keepalive/internal/cgroupns"
 	"github.com/keepalive-dev/keepalive/internal/mountinfo"
 	"golang.org/x/sys/unix"
 )
@@ -28,17 +30,38 @@ func mountPoints(fstype string) ([]string, error) {
 	return out, nil
 }
 
-// Cgroup2Mount returns where the cgroup v2 hierarchy is mounted (on a hybrid host
-// /sys/fs/cgroup/unified, on a unified one /sys/fs/cgroup), found in /proc/self/mountinfo.
+// Cgroup2Mount returns where the whole cgroup v2 hierarchy is mounted (on a hybrid host
+// /sys/fs/cgroup/unified, on a unified one /sys/fs/cgroup), found in the mount table as the
+// host's cgroup namespace shows it (internal/cgroupns): from a pod's private namespace the
+// node's tree mounted with hostPath shows the root "/" there, while this namespace shows it
+// as "/../..", and the container's own cgroup2 mount (hidden under it) shows its own cgroup.
+// Paths relative to the mount are then the host-absolute paths of /proc/PID/cgroup.
 func Cgroup2Mount() (string, error) {
-	mps, err := mountPoints("cgroup2")
+	r, err := cgroupns.NewReader()
 	if err != nil {
 		return "", err
 	}
-	if len(mps) == 0 {
-		return "", ErrNoCgroup2
+	defer r.Close()
+	return cgroup2Mount(r)
+}
+
+// cgroup2Mount is Cgroup2Mount with the caller's Reader.
+func cgroup2Mount(r *cgroupns.Reader) (string, error) {
+	ms, err := r.Mounts("cgroup2")
+	if err != nil {
+		return "", err
 	}
-	return mps[0], nil
+	var roots []string
+	for _, m := range ms {
+		if m.Root == "/" {
+			return m.Point, nil
+		}
+		roots = append(roots, m.Point+" shows "+m.Root)
+	}
+	if len(roots) > 0 {
+		return "", fmt.Errorf("%w: the cgroup2 mounts here hold only part of the hierarchy (%s); %s", ErrNoCgroup2, strings.Join(roots, ", "), r.Note())
+	}
+	return "", ErrNoCgroup2
 }
 
 // cgroup is a resolved cgroup2 directory.
@@ -54,6 +77,11 @@ type cgroup struct {
 func resolveCgroup(mount, p string) (cgroup, error) {
 	if strings.TrimSpace(p) == "" {
 		return cgroup{}, fmt.Errorf("empty cgroup path")
+	}
+	// Checked before cleaning, which would turn "/../../docker/ID" (a path read from a private
+	// cgroup namespace) into "/docker/ID", or "/../.." into the root of the whole host.
+	if slices.Contains(strings.Split(p, "/"), "..") {
+		return cgroup{}, fmt.Errorf("cgroup %q leaves the cgroup2 hierarchy (a path read in a private cgroup namespace is relative to it; read /proc/PID/cgroup in the host's)", p)
 	}
 	var rel string
 	if filepath.IsAbs(p) {
@@ -161,18 +189,4 @@ func cgroupProcs(abs string) ([]int, error) {
 		return nil
 	})
 	return pids, err
-}
-
-// procCgroup2 returns the cgroup2 path ("0::" line) of a process.
-func procCgroup2(pid int) (string, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
-	if err != nil {
-		return "", err
-	}
-	for _, l := range strings.Split(string(b), "\n") {
-		if p, ok := strings.CutPrefix(l, "0::"); ok {
-			return p, nil
-		}
-	}
-	return "", fmt.Errorf("pid %d has no cgroup v2 membership", pid)
 }

@@ -17,13 +17,12 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"os"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/keepalive-dev/keepalive"
+	"github.com/keepalive-dev/keepalive/internal/cgroupns"
 )
 
 // State is a TCP state as the Linux kernel numbers it (include/net/tcp_states.h).
@@ -380,7 +379,12 @@ func (sel *Selector) procInGroups(pid int) bool {
 	if sel.procSet != nil {
 		return sel.procSet[pid]
 	}
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cgroup")
+	r, err := cgroupns.NewReader()
+	if err != nil {
+		return false
+	}
+	defer r.Close()
+	b, err := r.Read(pid)
 	return err == nil && sel.cgroupMatches(string(b))
 }
 

@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/keepalive-dev/keepalive/internal/cgroupns"
 	"github.com/keepalive-dev/keepalive/internal/mountinfo"
 	"github.com/keepalive-dev/keepalive/internal/netnsx"
 	"golang.org/x/sys/unix"
@@ -176,10 +177,21 @@ func NamespaceOf(pid int) (NetNS, error) {
 	return n, nil
 }
 
-// ContainerOf recognises the container process pid runs in from /proc/PID/cgroup; nil (and
-// no error) when it runs in none.
+// ContainerOf recognises the container process pid runs in from /proc/PID/cgroup, read in
+// the host's cgroup namespace (internal/cgroupns) so that the path is the host's also when the
+// caller runs in a private one (a pod); nil (and no error) when it runs in none.
 func ContainerOf(pid int) (*Container, error) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cgroup")
+	r, err := cgroupns.NewReader()
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	return containerOf(r, pid)
+}
+
+// containerOf is ContainerOf with the caller's Reader.
+func containerOf(r *cgroupns.Reader, pid int) (*Container, error) {
+	b, err := r.Read(pid)
 	if err != nil {
 		return nil, err
 	}
@@ -239,6 +251,12 @@ func Namespaces(warn func(error)) ([]NetNS, error) {
 		return nil, fmt.Errorf("host: list processes: %w", err)
 	}
 	cgroupTries := map[uint64]int{}
+	var cgr *cgroupns.Reader // opened for the first label
+	defer func() {
+		if cgr != nil {
+			cgr.Close()
+		}
+	}()
 	link := make([]byte, 64)
 	for _, pid := range pids {
 		base := "/proc/" + strconv.Itoa(pid)
@@ -273,7 +291,12 @@ func Namespaces(warn func(error)) ([]NetNS, error) {
 			}
 			if n.Container == nil && cgroupTries[ino] < 8 {
 				cgroupTries[ino]++
-				if c, _ := ContainerOf(pid); c != nil {
+				if cgr == nil {
+					if cgr, err = cgroupns.NewReader(); err != nil {
+						return nil, fmt.Errorf("host: %w", err)
+					}
+				}
+				if c, _ := containerOf(cgr, pid); c != nil {
 					n.Container = c
 				}
 			}

@@ -20,6 +20,7 @@ import (
 
 	"github.com/keepalive-dev/keepalive"
 	"github.com/keepalive-dev/keepalive/host"
+	"github.com/keepalive-dev/keepalive/internal/cgroupns"
 )
 
 // auditKA is a socket's keepalive as audit knows it.
@@ -74,6 +75,21 @@ type auditJudge struct {
 	containers map[int]*host.Container
 	// sysctlErrs names the namespaces whose sysctls could not be read (Linux defaults assumed).
 	sysctlErrs map[string]error
+	// cgroups reads /proc/PID/cgroup in the host's cgroup namespace (opened for the first
+	// owner; Audit closes it).
+	cgroups *cgroupns.Reader
+}
+
+// cgroupsOf returns the content of /proc/PID/cgroup as the host's cgroup namespace shows it.
+func (j *auditJudge) cgroupsOf(pid int) ([]byte, error) {
+	if j.cgroups == nil {
+		r, err := cgroupns.NewReader()
+		if err != nil {
+			return nil, err
+		}
+		j.cgroups = r
+	}
+	return j.cgroups.Read(pid)
 }
 
 // containerOf is the container of the socket's first owner, else of its namespace.
@@ -81,7 +97,9 @@ func (j *auditJudge) containerOf(s *host.Socket) *host.Container {
 	for _, o := range s.Owners {
 		c, ok := j.containers[o.PID]
 		if !ok {
-			c, _ = host.ContainerOf(o.PID)
+			if b, err := j.cgroupsOf(o.PID); err == nil {
+				c = host.ParseCgroup(string(b))
+			}
 			if j.containers == nil {
 				j.containers = map[int]*host.Container{}
 			}
@@ -364,6 +382,11 @@ func SortKeys() []string {
 // selected by o.List; it returns the number of connections at risk.
 func Audit(ctx context.Context, out io.Writer, o AuditOptions) (atRisk int, err error) {
 	j := &auditJudge{opts: o.Assess, cache: map[auditVerdictKey]*host.Assessment{}, sysctls: map[string]host.Sysctl{}}
+	defer func() {
+		if j.cgroups != nil {
+			j.cgroups.Close()
+		}
+	}()
 	sum := &auditSummary{byKind: map[string]int{}, byProc: map[int]*auditProc{}}
 	w := bufio.NewWriterSize(out, 256<<10)
 	defer w.Flush()
