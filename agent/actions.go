@@ -359,7 +359,10 @@ func (a *Agent) probeRules(ctx context.Context, pol *Policy, res *SweepResult) {
 			}
 			p.p, p.err = a.opt.Prober(path, p)
 			a.probers[ni.key] = p
-			if p.err != nil {
+			switch {
+			case p.err != nil && vanished(p.err):
+				a.log.Debug("gone", "stage", "probe", "netns", path, "err", p.err)
+			case p.err != nil:
 				a.log.Warn("cannot probe", "netns", path, "err", p.err)
 			}
 		}

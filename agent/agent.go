@@ -8,7 +8,6 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/http"
-	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -19,6 +18,7 @@ import (
 	"github.com/keepalive-dev/keepalive"
 	"github.com/keepalive-dev/keepalive/enforce"
 	"github.com/keepalive-dev/keepalive/host"
+	"github.com/keepalive-dev/keepalive/internal/cgroupns"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
@@ -527,12 +527,23 @@ func (a *Agent) resolveOwners(ctx context.Context, todo []uint32) {
 			inodes = append(inodes, e.inode)
 		}
 	}
-	pass := map[int]uint32{}
-	err := host.OwnersOf(ctx, inodes, func(ino uint32, owners []host.Owner) {
+	pass := ownerPass{slots: map[int]uint32{}}
+	cgr, err := cgroupns.NewReader()
+	if err != nil {
+		a.warn("owners")(err)
+	} else {
+		defer cgr.Close()
+		pass.cgroups = cgr
+		if !cgr.HostAbsolute() && !a.warned["cgroupns"] {
+			a.warned["cgroupns"] = true
+			a.log.Warn("cgroup paths are relative to the agent's cgroup namespace: rules by cgroup and eBPF attachments to other cgroups will not work", "why", cgr.Note())
+		}
+	}
+	err = host.OwnersOf(ctx, inodes, func(ino uint32, owners []host.Owner) {
 		e := a.cache.at(want[ino])
 		var more []ownerRef
 		for j, o := range owners {
-			p := a.procSlot(o.PID, o.Comm, pass)
+			p := a.procSlot(o.PID, o.Comm, &pass)
 			if j == 0 {
 				e.proc, e.fd = p, int32(o.FD)
 			} else {
@@ -570,17 +581,19 @@ func appendNew(s []string, v string) []string {
 	return append(s, v)
 }
 
-// procCgroup returns a process's cgroup v2 path and its container.
-func (a *Agent) procCgroup(pid int) (string, *host.Container) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cgroup")
+// procCgroup returns a process's cgroup v2 path, as the host's cgroup namespace
+// names it, and its container.
+func (a *Agent) procCgroup(r *cgroupns.Reader, pid int) (string, *host.Container) {
+	if r == nil {
+		return "", nil
+	}
+	b, err := r.Read(pid)
 	if err != nil {
 		return "", nil
 	}
-	var cg string
-	for _, line := range strings.Split(string(b), "\n") {
-		if p, ok := strings.CutPrefix(line, "0::"); ok {
-			cg = p
-		}
+	cg, _ := cgroupns.Cgroup2Path(b)
+	if strings.HasPrefix(cg, "/..") {
+		cg = "" // outside the namespace the reader sees: no usable path
 	}
 	return cg, host.ParseCgroup(string(b))
 }

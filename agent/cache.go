@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/keepalive-dev/keepalive/host"
+	"github.com/keepalive-dev/keepalive/internal/cgroupns"
 )
 
 // The agent remembers every socket between sweeps. At 198 000 sockets the
@@ -227,24 +228,31 @@ func (a *Agent) dropStaleNamespaces(n uint64) {
 	}
 }
 
+// ownerPass is the state of one owner pass: the processes met so far and the
+// reader of their cgroups (nil when it could not be opened).
+type ownerPass struct {
+	slots   map[int]uint32
+	cgroups *cgroupns.Reader
+}
+
 // procSlot returns the slot of a process seen in this owner pass; a PID reused
 // by another process gets a new slot.
-func (a *Agent) procSlot(pid int, comm string, pass map[int]uint32) uint32 {
-	if i, ok := pass[pid]; ok {
+func (a *Agent) procSlot(pid int, comm string, pass *ownerPass) uint32 {
+	if i, ok := pass.slots[pid]; ok {
 		return i
 	}
-	cg, ctr := a.procCgroup(pid)
+	cg, ctr := a.procCgroup(pass.cgroups, pid)
 	if i, ok := a.procIdx[int32(pid)]; ok {
 		p := &a.procs[i]
 		if p.comm == comm && p.cgroup == cg {
-			pass[pid] = i
+			pass.slots[pid] = i
 			return i
 		}
 	}
 	i := uint32(len(a.procs))
 	a.procs = append(a.procs, procInfo{pid: int32(pid), comm: comm, cgroup: cg, ctr: ctr})
 	a.procIdx[int32(pid)] = i
-	pass[pid] = i
+	pass.slots[pid] = i
 	return i
 }
 

@@ -43,7 +43,7 @@ func staticBuild(t *testing.T, dir, out, pkg string) {
 }
 
 // dockerRunArgs turns the DaemonSet's pod spec into 'docker run' flags: host PID and network
-// namespaces, the capabilities, security options, user, read-only root and the hostPath
+// namespaces, the capabilities, security options, user, environment, read-only root and the hostPath
 // mounts with their propagation. volumes maps a volume name to the host directory that
 // stands in for it (the ConfigMap, and the node's bpffs).
 func dockerRunArgs(t *testing.T, spec corev1.PodSpec, volumes map[string]string) []string {
@@ -82,6 +82,12 @@ func dockerRunArgs(t *testing.T, spec corev1.PodSpec, volumes map[string]string)
 	}
 	if sc.RunAsUser != nil {
 		args = append(args, "--user="+strconv.FormatInt(*sc.RunAsUser, 10))
+	}
+	for _, e := range c.Env {
+		if e.ValueFrom != nil {
+			t.Fatalf("env %s: the image test only knows literal values", e.Name)
+		}
+		args = append(args, "--env="+e.Name+"="+e.Value)
 	}
 	vols := map[string]corev1.Volume{}
 	for _, v := range spec.Volumes {
@@ -300,6 +306,17 @@ func TestImageAsDaemonSet(t *testing.T) {
 	wait(4, "keepalive_retrofits_total", `result="applied"`)
 	if n := get("keepalive_namespaces"); n < 2 {
 		t.Fatalf("the agent saw %v namespaces", n)
+	}
+	// From its private cgroup namespace the agent names the other container's cgroup as the
+	// node does and attaches the eBPF policy there (never to "/.." or the node's root).
+	for i := 0; get("keepalive_enforcements_total", `result="applied"`) < 1; i++ {
+		if i == 150 {
+			t.Fatalf("no eBPF attachment applied (failed: %v)", get("keepalive_enforcements_total", `result="failed"`))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if logs, _ := exec.Command("docker", "logs", agentName).CombinedOutput(); strings.Contains(string(logs), "cgroup=/..") {
+		t.Fatalf("the agent names a cgroup outside its namespace:\n%s", logs)
 	}
 	// The retrofit reached the host's sockets: the kernel now runs their keepalive timer.
 	raw, err := hc.(*net.TCPConn).SyscallConn()
