@@ -124,7 +124,7 @@ func (a *Agent) enforceRules(ctx context.Context, pol *Policy, gen uint64, res *
 				if !ok {
 					at, ok = a.attach(cg, m, r, res)
 				}
-				if ok && e.firstSeen > at.at.UnixNano() && a.assessments[e.assess].Keepalive {
+				if ok && !at.at.IsZero() && e.firstSeen > at.at.UnixNano() && a.assessments[e.assess].Keepalive {
 					covered = true // established under the program
 				}
 			}
