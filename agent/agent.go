@@ -435,7 +435,7 @@ func (a *Agent) sweep(ctx context.Context) (SweepResult, error) {
 	if (pol.NeedsOwners() || a.opt.Labels.Process || a.opt.Labels.Pod) && !now.Before(a.ownersNext) {
 		todo := a.todo[:0]
 		for i := range a.cache.n {
-			if e := a.cache.at(i); e.lastSweep != 0 && e.flags&flagOwnerTried == 0 {
+			if e := a.cache.at(i); e.lastSweep != 0 && e.flags&flagOwned == 0 && e.ownerTry < maxOwnerTries {
 				todo = append(todo, i)
 			}
 		}
@@ -521,7 +521,7 @@ func (a *Agent) resolveOwners(ctx context.Context, todo []uint32) {
 	inodes := make([]uint32, 0, len(todo))
 	for _, i := range todo {
 		e := a.cache.at(i)
-		e.flags |= flagOwnerTried
+		e.ownerTry++ // reset below when found
 		if e.inode != 0 {
 			want[e.inode] = i
 			inodes = append(inodes, e.inode)
@@ -551,6 +551,7 @@ func (a *Agent) resolveOwners(ctx context.Context, todo []uint32) {
 			}
 		}
 		e.flags |= flagOwned
+		e.ownerTry = 0
 		e.ruleGen = 0 // match the policy again, with the owners
 		if len(more) > 0 {
 			e.flags |= flagMoreOwners
@@ -564,6 +565,11 @@ func (a *Agent) resolveOwners(ctx context.Context, todo []uint32) {
 		a.ownersNext = time.Now().Add(ownerPassSpacing * d)
 	}
 }
+
+// maxOwnerTries is how many owner passes look for a socket's owners: a process
+// may be busy or passing the descriptor on during one pass; a socket no process
+// holds (orphaned while it closes, a kernel socket) is not looked for for ever.
+const maxOwnerTries = 3
 
 // Owner passes that take ownerPassCheap or longer are spaced by ownerPassSpacing
 // times their duration; cheaper ones run in every sweep that has new sockets.

@@ -42,7 +42,7 @@ const (
 	flagSettings               // settings the agent gave it, in Agent.settings
 )
 
-// entry is what the agent remembers of one socket between sweeps (112 bytes).
+// entry is what the agent remembers of one socket between sweeps (120 bytes).
 type entry struct {
 	cookie    uint64
 	firstSeen int64 // unix nanoseconds
@@ -62,6 +62,7 @@ type entry struct {
 	next      uint32 // slot + 1 of the socket the last dump listed after this one
 	rule      int16  // index in the policy's rules, -1 none
 	fails     uint8  // failed retrofits in a row
+	ownerTry  uint8  // owner passes that did not find the owners (see maxOwnerTries)
 	family    uint8
 	state     host.State
 	flags     uint8
@@ -81,7 +82,7 @@ type table struct {
 
 const (
 	chunkBits = 12
-	chunkLen  = 1 << chunkBits // 4096 entries, 448 KiB
+	chunkLen  = 1 << chunkBits // 4096 entries, 480 KiB
 )
 
 func newTable() table { return table{idx: map[uint64]uint32{}} }
