@@ -8,11 +8,12 @@
 # IDLE_OVER seconds in the client namespaces (sweep every INTERVAL seconds) and reports the
 # rest. Two probe rules match the same connections two ways: by the namespaces'
 # /var/run/netns names, and by the clients' process name (kasoakchurn) with the servers'
-# addresses. On a shared machine another test's clean-up has unmounted those names mid-run,
-# and the second rule depends on the agent resolving owners; the union keeps the soak about
-# the agent's memory and its finding dead peers, and the end of the run prints how many
-# connections each rule matched. The script itself enters the namespaces through
-# /proc/PID/ns/net.
+# addresses. One alone proved fragile on the shared test machine: another test's clean-up
+# unmounted the names mid-run, and a run under a 198 000-socket load left half the clients'
+# connections without owners. The end of the run prints how many connections each rule
+# matched. The script itself enters the namespaces through /proc/PID/ns/net. The agent walks
+# every namespace of the host: run the hour on a quiet machine (the CSV's sockets column says
+# how many it saw).
 #
 # Dead peers. Every KILL_EVERY seconds one server namespace is black-holed (nftables drop in
 # both directions) for KILL_FOR seconds. Its client is stopped (SIGSTOP) for that time, so that
