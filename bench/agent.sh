@@ -15,12 +15,15 @@
 #
 # Usage: sudo bench/agent.sh
 # Env:   PROCS=11 CONNS=9000 DURATION=120 INTERVAL=15
+#        POLICY=FILE  a policy (e.g. bench/agent-owners.yaml: rules by process name, which
+#                     need every socket's owners: the first sweep makes one /proc pass)
 set -euo pipefail
 
 PROCS=${PROCS:-11}
 CONNS=${CONNS:-9000}
 DURATION=${DURATION:-120}
 INTERVAL=${INTERVAL:-15}
+POLICY=${POLICY:-} # a policy file; default: report everything (no owners needed)
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 work=$(mktemp -d /tmp/keepalive-bench-agent.XXXXXX)
@@ -72,7 +75,9 @@ cpu_ticks() { # pid [children]: utime+stime (+cutime+cstime)
 port=$((20000 + RANDOM % 20000))
 sweeps_n=$(( (DURATION + INTERVAL - 1) / INTERVAL ))
 echo "keepalive agent for $sweeps_n sweeps (interval ${INTERVAL}s), scraped once per interval like Prometheus..."
-"$work/keepalive" agent --interval "${INTERVAL}s" --listen "127.0.0.1:$port" --no-bpf --log-level debug 2>"$work/agent.log" &
+cfg=()
+[[ -n "$POLICY" ]] && cfg=(--config "$POLICY")
+"$work/keepalive" agent --interval "${INTERVAL}s" --listen "127.0.0.1:$port" --no-bpf --log-level debug "${cfg[@]}" 2>"$work/agent.log" &
 apid=$!
 pids+=($apid)
 bash -c "while :; do sleep $INTERVAL; curl -s 127.0.0.1:$port/metrics >/dev/null; done" &
