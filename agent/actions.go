@@ -186,7 +186,13 @@ func (a *Agent) enforceRules(ctx context.Context, pol *Policy, gen uint64, res *
 				a.settings[e.cookie] = rr.After
 				e.flags |= flagSettings
 			case errors.Is(rr.Err, host.ErrGone):
-				e.fixed = key
+				// The sweep's dump listed the socket a moment ago: its owners moved
+				// it (closed the descriptor after a dup, exited after a fork). Look
+				// for them again and retry, with the same backoff as a failure.
+				a.log.Debug("owner moved", "conn", socks[j].String(), "err", rr.Err)
+				a.forgetOwners(e)
+				e.retryAt = n + retryAfter(e.fails)
+				e.fails = min(e.fails+1, 255)
 			default:
 				// Tried again after 1, 2, 4 … sweeps (at most retryMaxSweeps): a
 				// process that was busy or a descriptor moved between sweeps may

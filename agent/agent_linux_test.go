@@ -22,6 +22,7 @@ import (
 
 	"github.com/keepalive-dev/keepalive/internal/nstest"
 	"github.com/keepalive-dev/keepalive/internal/promtest"
+	"golang.org/x/sys/unix"
 )
 
 // topology is a client namespace with n connections, without keepalive on
@@ -417,4 +418,66 @@ func waitQuery(t *testing.T, base, q string, want float64) {
 		time.Sleep(500 * time.Millisecond)
 	}
 	t.Fatalf("PromQL %s = %v, want %v", q, got, want)
+}
+
+// TestRetrofitAfterOwnerMoved: the owner the agent found closed its descriptor after a dup
+// (as a server handing a connection to a worker does). The retrofit through the old
+// descriptor finds nothing; the agent looks for the owners again and retrofits through the
+// new descriptor in a later sweep, instead of giving the connection up.
+func TestRetrofitAfterOwnerMoved(t *testing.T) {
+	nstest.Require(t)
+	client, server := nstest.Loopback(t, "tcp4", "127.0.0.1:0")
+	port := server.LocalAddr().(*net.TCPAddr).Port
+	policy := func(budget int) *Policy {
+		p, err := ParsePolicy(fmt.Appendf(nil, "budgets: {retrofits_per_sweep: %d}\nrules:\n  - name: moved\n    match: {ports: [%d], processes: [%s]}\n    action: enforce\n    keepalive: {idle: 40s, interval: 5s, count: 3}\n",
+			budget, port, filepath.Base(os.Args[0])[:min(15, len(filepath.Base(os.Args[0])))]))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	a, err := New(Options{Policy: policy(0)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	if r := sweep(t, a); r.Retrofits != 0 {
+		t.Fatalf("sweep 1 retrofitted %d with a budget of 0", r.Retrofits)
+	}
+	if got := metricSum(scrape(t, a.Handler()), "keepalive_rule_connections", `rule="moved"`); got != 2 {
+		t.Fatalf("rule moved matches %v connections, want 2 (owners found)", got)
+	}
+	// Move the client socket to a new descriptor and close the ones the agent knows.
+	f, err := client.File()
+	if err != nil {
+		t.Fatal(err)
+	}
+	moved, err := unix.FcntlInt(f.Fd(), unix.F_DUPFD_CLOEXEC, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Close(moved) })
+	f.Close()
+	client.Close()
+
+	a.SetPolicy(policy(200))
+	r := sweep(t, a)
+	if r.Retrofits != 1 {
+		t.Fatalf("sweep 2: %d retrofits, want 1 (the server side; the client's owner moved)", r.Retrofits)
+	}
+	got := 0
+	for i := 3; i <= 8 && got == 0; i++ { // an owner pass per sweep here; spaced on a busy host
+		got = sweep(t, a).Retrofits
+	}
+	if got != 1 {
+		t.Fatalf("after the owner moved: %d retrofits, want the client's", got)
+	}
+	on, err := unix.GetsockoptInt(moved, unix.SOL_SOCKET, unix.SO_KEEPALIVE)
+	if err != nil || on != 1 {
+		t.Fatalf("SO_KEEPALIVE on the moved descriptor: %d %v", on, err)
+	}
+	idle, _ := unix.GetsockoptInt(moved, unix.IPPROTO_TCP, unix.TCP_KEEPIDLE)
+	if idle != 40 {
+		t.Fatalf("TCP_KEEPIDLE %d, want 40", idle)
+	}
 }

@@ -321,6 +321,16 @@ func (a *Agent) owners(e *entry, fn func(p *procInfo, fd int32)) {
 	}
 }
 
+// forgetOwners drops what is known of e's owners, so that the next owner pass
+// looks for them again.
+func (a *Agent) forgetOwners(e *entry) {
+	if e.flags&flagMoreOwners != 0 {
+		delete(a.moreOwners, e.cookie)
+	}
+	e.flags &^= flagOwned | flagMoreOwners
+	e.proc, e.fd, e.ownerTry = 0, 0, 0
+}
+
 // connOf fills c (reusing its slices) with what the policy matches on.
 func (a *Agent) connOf(e *entry, c *Conn) {
 	ns := &a.nss[e.ns]
