@@ -14,7 +14,6 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"runtime/debug"
 	"strconv"
 	"strings"
@@ -308,14 +307,7 @@ func (ns *churnNS) remove() error {
 // times with keepalive off on both ends, prints "ready PORT" and holds them.
 func buildCtrpair(t *testing.T) string {
 	t.Helper()
-	p := filepath.Join(t.TempDir(), "ctrpair")
-	cmd := exec.Command("go", "build", "-o", p, "./cmd/keepalive/testdata/ctrpair")
-	cmd.Dir = ".."
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build ctrpair: %v\n%s", err, out)
-	}
-	return p
+	return nstest.StaticBinary(t, "..", "./cmd/keepalive/testdata/ctrpair")
 }
 
 // TestChurnNamedNamespace: a named namespace with connections appears between
@@ -500,50 +492,11 @@ func TestChurnProcessNamespace(t *testing.T) {
 	checkNoRefs(t, ino, "the namespace of "+label)
 }
 
-// needDocker fails under CI=true, and skips elsewhere, when no Docker engine answers.
-func needDocker(t *testing.T) {
-	t.Helper()
-	_, err := exec.LookPath("docker")
-	ok := err == nil && exec.Command("docker", "version", "--format", "{{.Server.Version}}").Run() == nil
-	nstest.Need(t, ok, "a running Docker engine (docker version)")
-}
-
-func dockerCmd(t *testing.T, args ...string) string {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, "docker", args...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("docker %s: %v\n%s", strings.Join(args, " "), err, out)
-	}
-	return strings.TrimSpace(string(out))
-}
-
 // ctrpairImage imports ctrpair as an image FROM scratch (no registry); it is
 // removed at cleanup.
 func ctrpairImage(t *testing.T, id string) string {
 	t.Helper()
-	prog := buildCtrpair(t)
-	image := "keepalive-test-churn:" + id
-	tarCmd := exec.Command("tar", "-C", filepath.Dir(prog), "-c", "ctrpair")
-	imp := exec.Command("docker", "import", "--change", `ENTRYPOINT ["/ctrpair"]`, "-", image)
-	pipe, err := tarCmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	imp.Stdin = pipe
-	if err := tarCmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	out, err := imp.CombinedOutput()
-	if werr := tarCmd.Wait(); err == nil && werr != nil {
-		err = werr
-	}
-	if err != nil {
-		t.Fatalf("docker import: %v\n%s", err, out)
-	}
-	t.Cleanup(func() { _ = exec.Command("docker", "rmi", "-f", image).Run() })
-	return image
+	return nstest.ImportImage(t, buildCtrpair(t), "keepalive-test-churn:"+id)
 }
 
 // TestChurnContainer: a Docker container holding 3 connections (6 sockets of
@@ -552,7 +505,7 @@ func ctrpairImage(t *testing.T, id string) string {
 // Enforcer) retrofits its connections; it is removed with 'docker rm -f'.
 func TestChurnContainer(t *testing.T) {
 	nstest.Require(t)
-	needDocker(t)
+	nstest.NeedDocker(t)
 	id := churnID()
 	image := ctrpairImage(t, id)
 	a, log := churnAgent(t, "")
@@ -562,11 +515,11 @@ func TestChurnContainer(t *testing.T) {
 
 	name := "keepalive-test-churn-" + id
 	t.Cleanup(func() { _ = exec.Command("docker", "rm", "-f", name).Run() })
-	cid := dockerCmd(t, "run", "-d", "--name", name, "--network", "none", image, "-n", "3")
-	pid := dockerCmd(t, "inspect", "-f", "{{.State.Pid}}", cid)
-	for deadline := time.Now().Add(15 * time.Second); !strings.HasPrefix(dockerCmd(t, "logs", name), "ready "); time.Sleep(100 * time.Millisecond) {
+	cid := nstest.Docker(t, "run", "-d", "--name", name, "--network", "none", image, "-n", "3")
+	pid := nstest.Docker(t, "inspect", "-f", "{{.State.Pid}}", cid)
+	for deadline := time.Now().Add(15 * time.Second); !strings.HasPrefix(nstest.Docker(t, "logs", name), "ready "); time.Sleep(100 * time.Millisecond) {
 		if time.Now().After(deadline) {
-			t.Fatalf("container not ready: %q", dockerCmd(t, "logs", name))
+			t.Fatalf("container not ready: %q", nstest.Docker(t, "logs", name))
 		}
 	}
 	var st unix.Stat_t
@@ -639,7 +592,7 @@ func TestChurnContainer(t *testing.T) {
 		t.Fatalf("sweep 4:\n%s", m)
 	}
 
-	dockerCmd(t, "rm", "-f", name)
+	nstest.Docker(t, "rm", "-f", name)
 	r = churnSweep(t, a)
 	m = scrape(t, a.Handler())
 	checkNoTrace(t, m, short)

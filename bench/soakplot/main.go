@@ -142,23 +142,33 @@ type soak struct {
 	cols map[string][]float64
 }
 
-func parse(r io.Reader) (*soak, error) {
-	cr := csv.NewReader(r)
+// openCSV reads the header of a CSV file (what names it in errors) and checks that it has
+// the required columns; idx maps each column name to its index.
+func openCSV(r io.Reader, what string, required ...string) (cr *csv.Reader, idx map[string]int, err error) {
+	cr = csv.NewReader(r)
 	cr.Comment = '#'
 	cr.TrimLeadingSpace = true
 	cr.FieldsPerRecord = -1
 	header, err := cr.Read()
 	if err != nil {
-		return nil, fmt.Errorf("read soak CSV header: %w", err)
+		return nil, nil, fmt.Errorf("read %s CSV header: %w", what, err)
 	}
-	idx := map[string]int{}
+	idx = map[string]int{}
 	for i, h := range header {
 		idx[strings.TrimSpace(h)] = i
 	}
-	for _, c := range []string{colElapsed, colRSS, colFDs, colRoutines} {
+	for _, c := range required {
 		if _, ok := idx[c]; !ok {
-			return nil, fmt.Errorf("soak CSV has no %q column (header %q)", c, strings.Join(header, ","))
+			return nil, nil, fmt.Errorf("%s CSV has no %q column (header %q)", what, c, strings.Join(header, ","))
 		}
+	}
+	return cr, idx, nil
+}
+
+func parse(r io.Reader) (*soak, error) {
+	cr, idx, err := openCSV(r, "soak", colElapsed, colRSS, colFDs, colRoutines)
+	if err != nil {
+		return nil, err
 	}
 	s := &soak{cols: map[string][]float64{}}
 	for line := 2; ; line++ {
@@ -369,22 +379,9 @@ type blackhole struct {
 }
 
 func parseBlackholes(r io.Reader) ([]blackhole, error) {
-	cr := csv.NewReader(r)
-	cr.Comment = '#'
-	cr.TrimLeadingSpace = true
-	cr.FieldsPerRecord = -1
-	header, err := cr.Read()
+	cr, idx, err := openCSV(r, "black holes", "start_s", "end_s")
 	if err != nil {
-		return nil, fmt.Errorf("read black holes CSV header: %w", err)
-	}
-	idx := map[string]int{}
-	for i, h := range header {
-		idx[strings.TrimSpace(h)] = i
-	}
-	for _, c := range []string{"start_s", "end_s"} {
-		if _, ok := idx[c]; !ok {
-			return nil, fmt.Errorf("black holes CSV has no %q column (header %q)", c, strings.Join(header, ","))
-		}
+		return nil, err
 	}
 	col := func(rec []string, name string) (float64, error) {
 		i, ok := idx[name]

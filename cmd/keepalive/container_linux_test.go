@@ -56,13 +56,7 @@ func ctrRun(t *testing.T, bin string, args ...string) (ctrAudit, string) {
 // ctrpairBuild builds the static test program that runs inside containers and namespaces.
 func ctrpairBuild(t *testing.T) string {
 	t.Helper()
-	p := filepath.Join(t.TempDir(), "ctrpair")
-	cmd := exec.Command("go", "build", "-o", p, "./testdata/ctrpair")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build ctrpair: %v\n%s", err, out)
-	}
-	return p
+	return nstest.StaticBinary(t, ".", "./testdata/ctrpair")
 }
 
 func uniq() string {
@@ -71,57 +65,25 @@ func uniq() string {
 	return fmt.Sprintf("%d-%s", os.Getpid(), hex.EncodeToString(b))
 }
 
-// needDocker fails under CI=true, and skips elsewhere, when no Docker engine answers.
-func needDocker(t *testing.T) {
-	t.Helper()
-	_, err := exec.LookPath("docker")
-	ok := err == nil && exec.Command("docker", "version", "--format", "{{.Server.Version}}").Run() == nil
-	nstest.Need(t, ok, "a running Docker engine (docker version)")
-}
-
-func docker(t *testing.T, args ...string) string {
-	t.Helper()
-	out, err := exec.Command("docker", args...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("docker %s: %v\n%s", strings.Join(args, " "), err, out)
-	}
-	return strings.TrimSpace(string(out))
-}
-
 // TestContainerConnections runs a real Docker container (an image imported from a static
 // test binary, no registry, no network but its own loopback) whose server and client talk
 // inside the container's own namespace, and finds, retrofits and reaps them from the host
 // by --all-netns, --container and --pid.
 func TestContainerConnections(t *testing.T) {
 	nstest.Require(t)
-	needDocker(t)
+	nstest.NeedDocker(t)
 	bin, _ := hostBuild(t)
 	prog := ctrpairBuild(t)
 	id := uniq()
-	image := "keepalive-test-ctrpair:" + id
-	tarCmd := exec.Command("tar", "-C", filepath.Dir(prog), "-c", "ctrpair")
-	imp := exec.Command("docker", "import", "--change", `ENTRYPOINT ["/ctrpair"]`, "-", image)
-	pipe, err := tarCmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	imp.Stdin = pipe
-	if err := tarCmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	if out, err := imp.CombinedOutput(); err != nil {
-		t.Fatalf("docker import: %v\n%s", err, out)
-	}
-	tarCmd.Wait()
-	t.Cleanup(func() { exec.Command("docker", "rmi", "-f", image).Run() })
+	image := nstest.ImportImage(t, prog, "keepalive-test-ctrpair:"+id)
 	name := "keepalive-test-" + id
-	cid := docker(t, "run", "-d", "--name", name, "--network", "none", image, "-n", "3")
+	cid := nstest.Docker(t, "run", "-d", "--name", name, "--network", "none", image, "-n", "3")
 	t.Cleanup(func() { exec.Command("docker", "rm", "-f", name).Run() })
-	pid := docker(t, "inspect", "-f", "{{.State.Pid}}", cid)
+	pid := nstest.Docker(t, "inspect", "-f", "{{.State.Pid}}", cid)
 	short := cid[:12]
 	var port string
 	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-		logs := docker(t, "logs", name)
+		logs := nstest.Docker(t, "logs", name)
 		if f := strings.Fields(logs); len(f) >= 2 && f[0] == "ready" {
 			port = f[1]
 			break
@@ -205,7 +167,7 @@ func TestContainerConnections(t *testing.T) {
 		if err := json.Unmarshal([]byte(out), &rep); err != nil || code != 0 || rep.Destroyed != 1 || rep.Matched != 1 {
 			t.Fatalf("reap --container --cookie: exit %d %v\n%s%s", code, err, out, errOut)
 		}
-		for deadline := time.Now().Add(5 * time.Second); !strings.Contains(docker(t, "logs", name), "err "); time.Sleep(50 * time.Millisecond) {
+		for deadline := time.Now().Add(5 * time.Second); !strings.Contains(nstest.Docker(t, "logs", name), "err "); time.Sleep(50 * time.Millisecond) {
 			if time.Now().After(deadline) {
 				t.Fatal("the container's process did not see the connection end")
 			}
