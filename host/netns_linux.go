@@ -102,7 +102,6 @@ func nsfsInode(path string) (uint64, error) {
 	return st.Ino, nil
 }
 
-
 // currentNetNSInode is the inode of the calling thread's network namespace.
 func currentNetNSInode() (uint64, error) {
 	var st unix.Stat_t
