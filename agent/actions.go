@@ -134,7 +134,7 @@ func (a *Agent) enforceRules(ctx context.Context, pol *Policy, gen uint64, res *
 			continue
 		}
 		if e.flags&flagOwned != 0 {
-			todo = append(todo, uint32(i))
+			todo = append(todo, i)
 		}
 	}
 	// At-risk connections first, then those never tried before.
@@ -329,7 +329,7 @@ func (a *Agent) probeRules(ctx context.Context, pol *Policy, res *SweepResult) {
 		if e.idle() < r.IdleOver || now.Sub(time.Unix(0, e.probedAt)) < r.IdleOver {
 			continue
 		}
-		byNS[e.ns] = append(byNS[e.ns], uint32(i))
+		byNS[e.ns] = append(byNS[e.ns], i)
 		total++
 	}
 	if total == 0 {

@@ -425,13 +425,14 @@ func (a *Agent) sweep(ctx context.Context) (SweepResult, error) {
 	}
 	for i := range a.cache.n {
 		if ls := a.cache.at(i).lastSweep; ls != 0 && ls != uint32(n) {
-			a.dropEntry(uint32(i))
+			a.dropEntry(i)
 		}
 	}
 	a.cache.compact()
 	a.dropStaleNamespaces(n)
 
-	// Owners: resolved once per socket, only when something needs them.
+	// Owners: looked for until found (in at most maxOwnerTries passes), only when
+	// something needs them.
 	if (pol.NeedsOwners() || a.opt.Labels.Process || a.opt.Labels.Pod) && !now.Before(a.ownersNext) {
 		todo := a.todo[:0]
 		for i := range a.cache.n {
