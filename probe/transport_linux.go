@@ -24,6 +24,12 @@ const (
 
 func htons(v uint16) uint16 { return v<<8 | v>>8 }
 
+// captureQueue is how many decoded packets wait for the prober's loop (≈ 160 B each). The
+// capture socket's 64 MiB kernel buffer absorbs longer bursts; a larger queue costs every
+// prober (the agent keeps one per namespace) its size in resident memory once the ring has
+// gone round: 65 536 entries were 10 MiB per namespace.
+const captureQueue = 4096
+
 // linuxTransport captures with one AF_PACKET socket (SOCK_DGRAM, ETH_P_ALL,
 // kernel BPF filter) and injects with one raw socket per family.
 type linuxTransport struct {
@@ -40,7 +46,7 @@ type linuxTransport struct {
 
 func newTransport(ns string) (filterTransport, error) {
 	t := &linuxTransport{capFD: -1, raw4: -1, raw6: -1, enc: probewire.NewEncoder(),
-		ch: make(chan Wire, 1<<16), done: make(chan struct{})}
+		ch: make(chan Wire, captureQueue), done: make(chan struct{})}
 	open := func() error {
 		var err error
 		// Protocol 0: receive nothing until the filter is attached and the
