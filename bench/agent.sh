@@ -25,52 +25,14 @@ DURATION=${DURATION:-120}
 INTERVAL=${INTERVAL:-15}
 POLICY=${POLICY:-} # a policy file; default: report everything (no owners needed)
 
-root=$(cd "$(dirname "$0")/.." && pwd)
-work=$(mktemp -d /tmp/keepalive-bench-agent.XXXXXX)
-pids=()
-cleanup() {
-	local p
-	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-	for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-	exec 3>&- 2>/dev/null || true
-	rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-for tool in ss go curl; do
-	command -v "$tool" >/dev/null || { echo "agent.sh: $tool is required" >&2; exit 1; }
-done
-if (( $(ulimit -n) < 2 * CONNS + 100 )); then
-	echo "agent.sh: ulimit -n is $(ulimit -n); CONNS=$CONNS needs $((2 * CONNS + 100))" >&2
-	exit 1
-fi
-echo "building keepalive and the helper..."
-(cd "$root" && go build -o "$work/keepalive" ./cmd/keepalive && cd bench && go build -o "$work/helper" ./audit)
-
-mkfifo "$work/hold"
-exec 3<>"$work/hold"
-echo "starting $PROCS helpers × $CONNS connections..."
-for i in $(seq 1 "$PROCS"); do
-	"$work/helper" -addr "127.0.0.$((i + 1))" -n "$CONNS" <&3 >"$work/h$i.log" 2>&1 &
-	pids+=($!)
-done
-deadline=$((SECONDS + 600))
-for i in $(seq 1 "$PROCS"); do
-	until grep -q '^ready' "$work/h$i.log"; do
-		if grep -q . "$work/h$i.log" && ! grep -q '^ready' "$work/h$i.log"; then echo "helper failed: $(cat "$work/h$i.log")" >&2; exit 1; fi
-		(( SECONDS < deadline )) || { echo "helpers not ready" >&2; exit 1; }
-		sleep 0.5
-	done
-done
-sleep 2
-est=$(ss -Htn state established | wc -l)
-echo "established TCP sockets on the host: $est"
+NAME=agent.sh
+. "$(dirname "$0")/lib.sh"
+need_tools ss go curl bc
+need_fds "$CONNS"
+build_helper
+start_helpers "$PROCS" "$CONNS" # sets est
 
 hz=$(getconf CLK_TCK)
-cpu_ticks() { # pid [children]: utime+stime (+cutime+cstime)
-	awk -v c="${2:-0}" '{ sub(/^.*\) /, ""); t = $12 + $13; if (c) t += $14 + $15; print t }' "/proc/$1/stat"
-}
 
 port=$((20000 + RANDOM % 20000))
 sweeps_n=$(( (DURATION + INTERVAL - 1) / INTERVAL ))

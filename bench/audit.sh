@@ -22,61 +22,13 @@ SSP_RUNS=${SSP_RUNS:-3}
 RETRO_CONNS=${RETRO_CONNS:-5000}
 RETRO_RUNS=${RETRO_RUNS:-5}
 
-root=$(cd "$(dirname "$0")/.." && pwd)
-work=$(mktemp -d /tmp/keepalive-bench-audit.XXXXXX)
-pids=()
+NAME=audit.sh
+. "$(dirname "$0")/lib.sh"
+need_tools ss /usr/bin/time go
+need_fds "$CONNS"
+build_helper
 
-cleanup() {
-	local p
-	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-	for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-	exec 3>&- 2>/dev/null || true
-	rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-for tool in ss /usr/bin/time go; do
-	command -v "$tool" >/dev/null || { echo "audit.sh: $tool is required" >&2; exit 1; }
-done
-if (( $(ulimit -n) < 2 * CONNS + 100 )); then
-	echo "audit.sh: ulimit -n is $(ulimit -n); CONNS=$CONNS needs $((2 * CONNS + 100))" >&2
-	exit 1
-fi
-
-echo "building keepalive and the helper..."
-(cd "$root" && go build -o "$work/keepalive" ./cmd/keepalive && cd bench && go build -o "$work/helper" ./audit)
-
-# The helpers exit when their stdin reaches EOF: a FIFO held open by this script (fd 3).
-mkfifo "$work/hold"
-exec 3<>"$work/hold"
-
-start_helper() { # addr n logfile
-	: >"$3"
-	"$work/helper" -addr "$1" -n "$2" <&3 >"$3" 2>&1 &
-	pids+=($!)
-}
-wait_ready() { # logfile...
-	local f deadline=$((SECONDS + 300))
-	for f in "$@"; do
-		until grep -q '^ready' "$f"; do
-			if grep -q . "$f" && ! grep -q '^ready' "$f"; then echo "helper failed: $(cat "$f")" >&2; exit 1; fi
-			(( SECONDS < deadline )) || { echo "helpers not ready after 300 s" >&2; exit 1; }
-			sleep 0.5
-		done
-	done
-}
-
-echo "starting $PROCS helpers × $CONNS connections..."
-logs=()
-for i in $(seq 1 "$PROCS"); do
-	start_helper "127.0.0.$((i + 1))" "$CONNS" "$work/h$i.log"
-	logs+=("$work/h$i.log")
-done
-wait_ready "${logs[@]}"
-sleep 2
-est=$(ss -Htn state established | wc -l)
-echo "established TCP sockets on the host: $est"
+start_helpers "$PROCS" "$CONNS" # sets est
 
 # timeit NAME CMD... — appends "seconds maxrss_kb" to $work/NAME.times
 timeit() {
