@@ -517,7 +517,7 @@ func (a *Agent) assess(s *host.Socket, sr sysctlRef) uint32 {
 // to use about one percent of the wall time (at 198 000 sockets one pass takes
 // ≈ 0.5 s: one per minute or so; on a small host every sweep has one).
 func (a *Agent) resolveOwners(ctx context.Context, todo []uint32) {
-	start := time.Now()
+	start, cpu0 := time.Now(), processCPU()
 	want := make(map[uint32]uint32, len(todo))
 	inodes := make([]uint32, 0, len(todo))
 	for _, i := range todo {
@@ -562,8 +562,12 @@ func (a *Agent) resolveOwners(ctx context.Context, todo []uint32) {
 	if err != nil {
 		a.warn("owners")(err)
 	}
-	if d := time.Since(start); d >= ownerPassCheap {
+	// Spaced by the CPU the pass cost (its /proc workers included), not its wall
+	// time: on a loaded machine a cheap pass may take long without costing much.
+	if d := processCPU() - cpu0; d >= ownerPassCheap {
 		a.ownersNext = time.Now().Add(ownerPassSpacing * d)
+	} else if d == 0 && time.Since(start) >= ownerPassCheap {
+		a.ownersNext = time.Now().Add(ownerPassSpacing * time.Since(start)) // no CPU clock
 	}
 }
 
@@ -572,8 +576,8 @@ func (a *Agent) resolveOwners(ctx context.Context, todo []uint32) {
 // holds (orphaned while it closes, a kernel socket) is not looked for for ever.
 const maxOwnerTries = 3
 
-// Owner passes that take ownerPassCheap or longer are spaced by ownerPassSpacing
-// times their duration; cheaper ones run in every sweep that has new sockets.
+// Owner passes that cost ownerPassCheap of CPU or more are spaced by
+// ownerPassSpacing times that; cheaper ones run in every sweep that has new sockets.
 const (
 	ownerPassSpacing = 100
 	ownerPassCheap   = 50 * time.Millisecond
