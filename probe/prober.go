@@ -76,7 +76,25 @@ func (p *Prober) Probe(ctx context.Context, flows []Flow, opt Options, emit func
 		opt.History = p.hist
 	}
 	opt.own = p.own
-	return Run(ctx, flows, opt, p.tr, p.chk, emit)
+	res, err := Run(ctx, flows, opt, p.tr, p.chk, emit)
+	pruneHistory(p.hist, time.Now())
+	return res, err
+}
+
+// historyKeep is how long a flow's history is kept after its last probe: it
+// spaces probes of the same connection by the kernel's rate limit of invalid
+// ACKs (tcp_invalid_ratelimit, 500 ms by default), so a minute is plenty; a
+// long-lived Prober (the agent's, one per namespace) would otherwise keep every
+// flow it ever probed.
+const historyKeep = time.Minute
+
+// pruneHistory drops the histories last touched before now - historyKeep.
+func pruneHistory(h map[Flow]History, now time.Time) {
+	for f, x := range h {
+		if now.Sub(x.LastLearn) > historyKeep && now.Sub(x.LastZero) > historyKeep {
+			delete(h, f)
+		}
+	}
 }
 
 // Close releases the sockets.
