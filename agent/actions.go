@@ -225,6 +225,49 @@ func (a *Agent) fixKeyID(r *Rule) uint32 {
 	return id
 }
 
+// detachGone detaches the agent's attachments whose cgroup was removed (a pod
+// or container that ended): their pins, policy entries and the agent's record
+// of them would otherwise pile up on a node where pods come and go.
+func (a *Agent) detachGone(atts []enforce.Attachment) {
+	for _, at := range atts {
+		if at.Owner != Owner || !at.Gone || a.opt.DryRun {
+			continue
+		}
+		if err := a.opt.Enforce.Detach(at.Cgroup, nil, Owner, false); err != nil {
+			a.warn("enforce")(fmt.Errorf("detach %s (cgroup gone): %w", at.Cgroup, err))
+			continue
+		}
+		a.m.enforcements.WithLabelValues("detached").Inc()
+		a.log.Info("detached", "cgroup", at.Cgroup, "why", "cgroup gone")
+		for k := range a.attached {
+			if k.cgroup == at.Cgroup {
+				delete(a.attached, k)
+			}
+		}
+		delete(a.warned, at.Cgroup)
+	}
+}
+
+// forgetFailedCgroups drops the failed attachments and warnings of cgroups no
+// process the agent knows of lives in any more (they would be tried again if
+// one did).
+func (a *Agent) forgetFailedCgroups() {
+	live := map[string]bool{}
+	for i := range a.procs {
+		live[a.procs[i].cgroup] = true
+	}
+	for k, v := range a.attached {
+		if v.at.IsZero() && !live[k.cgroup] {
+			delete(a.attached, k)
+		}
+	}
+	for cg := range a.warned {
+		if strings.HasPrefix(cg, "/") && !live[cg] {
+			delete(a.warned, cg)
+		}
+	}
+}
+
 func (a *Agent) attach(cg string, m enforce.Match, r *Rule, res *SweepResult) (attachVal, bool) {
 	v := attachVal{rule: r.Name, cfg: r.Keepalive, mode: ruleMode(r), at: time.Now()}
 	if a.opt.Enforce == nil {

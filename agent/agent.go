@@ -447,6 +447,7 @@ func (a *Agent) sweep(ctx context.Context) (SweepResult, error) {
 	}
 	if n%sysctlRefresh == 0 {
 		a.compactProcs()
+		a.forgetFailedCgroups()
 	}
 
 	// Match the policy (once per socket and policy generation) and count.
@@ -455,6 +456,7 @@ func (a *Agent) sweep(ctx context.Context) (SweepResult, error) {
 		if atts, err := a.opt.Enforce.List(); err == nil {
 			snap.bpfOK = true
 			snap.bpf = bpfTotalsOf(atts)
+			a.detachGone(atts)
 		} else {
 			a.warn("enforce")(err)
 		}
