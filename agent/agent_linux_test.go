@@ -17,9 +17,11 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/keepalive-dev/keepalive/enforce"
 	"github.com/keepalive-dev/keepalive/internal/nstest"
 	"github.com/keepalive-dev/keepalive/internal/promtest"
 	"golang.org/x/sys/unix"
@@ -479,5 +481,117 @@ func TestRetrofitAfterOwnerMoved(t *testing.T) {
 	idle, _ := unix.GetsockoptInt(moved, unix.IPPROTO_TCP, unix.TCP_KEEPIDLE)
 	if idle != 40 {
 		t.Fatalf("TCP_KEEPIDLE %d, want 40", idle)
+	}
+}
+
+// TestAgentDetachesGoneCgroup: an attachment the agent made for a cgroup that is then
+// removed (the pod or container ended) is detached by the next sweep, pins and all.
+func TestAgentDetachesGoneCgroup(t *testing.T) {
+	nstest.Require(t)
+	err := enforce.Probe()
+	nstest.Need(t, err == nil, fmt.Sprintf("kernel support for enforce: %v", err))
+	_, err = exec.LookPath("bash")
+	nstest.Need(t, err == nil, "bash")
+	mnt, err := enforce.Cgroup2Mount()
+	nstest.Need(t, err == nil, fmt.Sprintf("cgroup v2: %v", err))
+
+	bpffs := filepath.Join(t.TempDir(), "bpf")
+	if err := os.Mkdir(bpffs, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mount("bpf", bpffs, "bpf", 0, "mode=0700"); err != nil {
+		t.Fatalf("mount bpffs: %v", err)
+	}
+	t.Cleanup(func() { _ = unix.Unmount(bpffs, unix.MNT_DETACH) })
+	h, err := enforce.Open(enforce.Options{PinDir: filepath.Join(bpffs, "keepalive")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+
+	rel := fmt.Sprintf("/keepalive-agent-gone-%d-%d", os.Getpid(), time.Now().UnixNano()%1e6)
+	abs := filepath.Join(mnt, rel)
+	if err := os.Mkdir(abs, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.Remove(abs) })
+	lc := net.ListenConfig{KeepAlive: -1}
+	ln, err := lc.Listen(context.Background(), "tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	port := ln.Addr().(*net.TCPAddr).Port
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close()
+		}
+	}()
+	cg, err := os.Open(abs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := exec.Command("bash", "-c", fmt.Sprintf("exec 3<>/dev/tcp/127.0.0.1/%d; sleep 120", port))
+	client.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(cg.Fd())}
+	err = client.Start()
+	cg.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	exited := false
+	t.Cleanup(func() {
+		if !exited {
+			_ = client.Process.Kill()
+			_ = client.Wait()
+		}
+	})
+
+	pol, err := ParsePolicy(fmt.Appendf(nil, "rules:\n  - name: gone\n    match: {cgroups: [%s], ports: [%d]}\n    action: enforce\n    keepalive: {idle: 30s, interval: 5s, count: 3}\n", rel, port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := New(Options{Policy: pol, Enforce: h})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	var r SweepResult
+	for i := 0; i < 20 && r.Attachments == 0; i++ { // the client connects in the background
+		time.Sleep(100 * time.Millisecond)
+		r = sweep(t, a)
+	}
+	if r.Attachments == 0 {
+		t.Fatalf("no attachment for %s: %+v", rel, r)
+	}
+	atts, err := h.List()
+	if err != nil || len(atts) != 1 || atts[0].Cgroup != rel || atts[0].Gone {
+		t.Fatalf("attachments after the first sweeps: %+v %v", atts, err)
+	}
+
+	// The container ends: its process exits and its cgroup is removed.
+	_ = client.Process.Kill()
+	_ = client.Wait()
+	exited = true
+	for i := 0; ; i++ {
+		if err := os.Remove(abs); err == nil {
+			break
+		} else if i == 100 {
+			t.Fatalf("remove %s: %v", abs, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	sweep(t, a)
+	if got := metricSum(scrape(t, a.Handler()), "keepalive_enforcements_total", `result="detached"`); got != 1 {
+		t.Errorf("keepalive_enforcements_total{result=\"detached\"} = %v, want 1", got)
+	}
+	if atts, err := h.List(); err != nil || len(atts) != 0 {
+		t.Fatalf("attachments after the cgroup went away: %+v %v", atts, err)
+	}
+	if len(a.attached) != 0 {
+		t.Fatalf("the agent still records %d attachments", len(a.attached))
 	}
 }
