@@ -128,7 +128,11 @@ func dockerRunArgs(t *testing.T, spec corev1.PodSpec, volumes map[string]string)
 
 // sharedView returns a shared recursive bind of dir in a temporary directory: on a node
 // (systemd) /sys/fs/cgroup and /sys/fs/bpf are shared mounts, which HostToContainer (rslave)
-// needs; this machine's may be private, and the test must not change them.
+// needs; this machine's may be private, and the test must not change them. The view is a
+// slave of dir first: mounts made under dir (a namespace 'ip netns add' creates) still
+// appear in it, but nothing done to the view goes back. A plain shared bind would be a peer
+// of dir, and unmounting the view at the end would unmount every namespace under
+// /var/run/netns on the host (TestSharedViewKeepsMounts).
 func sharedView(t *testing.T, dir string) string {
 	t.Helper()
 	v := filepath.Join(t.TempDir(), "view")
@@ -138,11 +142,62 @@ func sharedView(t *testing.T, dir string) string {
 	if out, err := exec.Command("mount", "--rbind", dir, v).CombinedOutput(); err != nil {
 		t.Fatalf("bind %s: %v %s", dir, err, out)
 	}
-	t.Cleanup(func() { _ = exec.Command("umount", "-R", "-l", v).Run() })
-	if out, err := exec.Command("mount", "--make-rshared", v).CombinedOutput(); err != nil {
-		t.Fatalf("make %s shared: %v %s", v, err, out)
+	t.Cleanup(func() {
+		_ = exec.Command("mount", "--make-rprivate", v).Run()
+		_ = exec.Command("umount", "-R", "-l", v).Run()
+	})
+	for _, prop := range []string{"--make-rslave", "--make-rshared"} {
+		if out, err := exec.Command("mount", prop, v).CombinedOutput(); err != nil {
+			t.Fatalf("mount %s %s: %v %s", prop, v, err, out)
+		}
 	}
 	return v
+}
+
+// TestSharedViewKeepsMounts: the view of a shared directory follows mounts made under the
+// directory, and removing the view leaves the directory's own mounts in place (a scratch
+// directory stands in for /var/run/netns, a bind-mounted file for a namespace).
+func TestSharedViewKeepsMounts(t *testing.T) {
+	need(t, os.Geteuid() == 0, "root (mount)")
+	dir := filepath.Join(t.TempDir(), "netns")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	mount := func(args ...string) {
+		t.Helper()
+		if out, err := exec.Command("mount", args...).CombinedOutput(); err != nil {
+			t.Fatalf("mount %v: %v %s", args, err, out)
+		}
+	}
+	mount("-t", "tmpfs", "tmpfs", dir)
+	t.Cleanup(func() { _ = exec.Command("umount", "-R", "-l", dir).Run() })
+	mount("--make-rshared", dir)
+	entry := func(name string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		mount("--bind", "/proc/self/ns/net", p)
+		return p
+	}
+	mounted := func(p string) bool {
+		var st unix.Statfs_t
+		return unix.Statfs(p, &st) == nil && st.Type == unix.NSFS_MAGIC
+	}
+	before := entry("before")
+	t.Run("view", func(t *testing.T) {
+		v := sharedView(t, dir)
+		after := entry("after")
+		if !mounted(filepath.Join(v, "before")) || !mounted(filepath.Join(v, "after")) {
+			t.Fatalf("the view misses the directory's mounts")
+		}
+		_ = after
+	})
+	for _, p := range []string{before, filepath.Join(dir, "after")} {
+		if !mounted(p) {
+			t.Errorf("%s was unmounted with the view", p)
+		}
+	}
 }
 
 func suffix() string {
