@@ -387,6 +387,10 @@ func (a *Agent) probeRules(ctx context.Context, pol *Policy, res *SweepResult) {
 		a.log.Info("would probe", "connections", min(total, budget))
 		return
 	}
+	// The budget lets a sweep's probe cycles fit in the interval; the deadline makes
+	// sure of it whatever happens on the wire, so that sweeps keep coming.
+	pctx, cancel := context.WithTimeout(ctx, a.Interval())
+	defer cancel()
 	for nsi, slots := range byNS {
 		if budget <= 0 {
 			break
@@ -429,8 +433,11 @@ func (a *Agent) probeRules(ctx context.Context, pol *Policy, res *SweepResult) {
 			p.socks[flows[j]] = socks[j]
 			e.probedAt = now.UnixNano()
 		}
-		results, err := p.p.Probe(ctx, flows, probe.Options{Rate: pol.Budgets.ProbesPerSecond}, nil)
+		results, err := p.p.Probe(pctx, flows, probe.Options{Rate: pol.Budgets.ProbesPerSecond}, nil)
 		if err != nil {
+			if ctx.Err() == nil && pctx.Err() != nil {
+				err = fmt.Errorf("probe cycles of %d connections not done within the interval (%s): %w", len(flows), a.Interval(), err)
+			}
 			a.warn("probe")(err)
 			continue
 		}

@@ -144,6 +144,12 @@ func Run(ctx context.Context, flows []Flow, opt Options, tr Transport, chk Check
 	resched := func(m *machine) {
 		i := index[m]
 		gens[i]++
+		if m.ph == phChecking || m.ph == phSending {
+			// Queued for a check or a send, which reschedules it when done. A heap entry
+			// at its end time would come due while it waits for tokens and be popped
+			// again and again: a busy loop until the queue drains.
+			return
+		}
 		heap.Push(&h, mentry{at: m.Wake(), m: m, gen: gens[i]})
 	}
 
@@ -285,6 +291,8 @@ func Run(ctx context.Context, flows []Flow, opt Options, tr Transport, chk Check
 					finish(m)
 				case a.Kind == actSend:
 					sendChecked = append(sendChecked, pendingSend{m, a.Packet})
+				case a.Kind == actCheck:
+					checkWait = append(checkWait, m)
 				default:
 					resched(m)
 				}
