@@ -23,6 +23,8 @@ type Options struct {
 	Progress func(Progress)
 
 	own map[ownKey]time.Time // packets injected by earlier runs (Prober)
+	// loops, when set, counts the iterations of Run's loop (tests: no busy loop).
+	loops *int
 }
 
 // Progress reports how far a run is.
@@ -224,6 +226,9 @@ func Run(ctx context.Context, flows []Flow, opt Options, tr Transport, chk Check
 	var checkWait []*machine
 	checkLimit := max(burst, opt.Rate/10)
 	for done < len(flows) {
+		if opt.loops != nil {
+			*opt.loops++
+		}
 		now = time.Now()
 		tokens = min(float64(burst), tokens+now.Sub(last).Seconds()*float64(opt.Rate))
 		last = now

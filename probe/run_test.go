@@ -259,3 +259,57 @@ func TestRunLongListLowRate(t *testing.T) {
 		t.Errorf("1200 packets at 300/s took only %v", el)
 	}
 }
+
+// TestRunNoBusyLoop: silent peers probed at a low rate, so that sends wait for tokens past
+// the end of their cycles. Run must sleep while it waits, not spin: its loop turns a few
+// times per packet, event and timer, not hundreds of thousands of times.
+func TestRunNoBusyLoop(t *testing.T) {
+	sim := newSimNet()
+	var flows []Flow
+	for i := range 20 {
+		f := simFlow(i)
+		sim.peer[f] = "dead"
+		flows = append(flows, f)
+	}
+	// The connections' own segments keep arriving (another prober, the application's
+	// traffic), also while a cycle waits in the send queue.
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			for _, f := range flows {
+				snd, rcv := simNums(f)
+				select {
+				case sim.ch <- Wire{At: time.Now(), Src: f.Remote, Dst: f.Local, Seq: rcv, Ack: snd, Flags: FlagACK}:
+				case <-stop:
+					return
+				}
+			}
+			select {
+			case <-stop:
+				return
+			case <-time.After(5 * time.Millisecond):
+			}
+		}
+	}()
+	defer func() { close(stop); wg.Wait() }()
+	loops := 0
+	start := time.Now()
+	res, err := Run(context.Background(), flows, Options{Rate: 10, loops: &loops,
+		Config: Config{Count: 2, Interval: 20 * time.Millisecond, Timeout: 20 * time.Millisecond}}, sim, sim, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res) != len(flows) {
+		t.Fatalf("%d results for %d flows", len(res), len(flows))
+	}
+	sim.mu.Lock()
+	sent := len(sim.sent)
+	sim.mu.Unlock()
+	if limit := 50 * (sent + len(flows)); loops > limit {
+		t.Errorf("%d loop turns for %d packets and %d flows in %v (limit %d): a busy loop", loops, sent, len(flows), time.Since(start).Round(time.Millisecond), limit)
+	}
+	t.Logf("%d loop turns, %d packets, %v", loops, sent, time.Since(start).Round(time.Millisecond))
+}
