@@ -246,6 +246,10 @@ func Run(ctx context.Context, flows []Flow, opt Options, tr Transport, chk Check
 				finish(m)
 			case a.Kind == actCheck:
 				checkWait = append(checkWait, m)
+			case a.Kind == actSend:
+				// The flow's own segments, captured before its turn, can make a
+				// cycle ready to send at once.
+				sendFree = append(sendFree, pendingSend{m, a.Packet})
 			default:
 				resched(m)
 			}

@@ -297,7 +297,9 @@ func TestRunNoBusyLoop(t *testing.T) {
 	defer func() { close(stop); wg.Wait() }()
 	loops := 0
 	start := time.Now()
-	res, err := Run(context.Background(), flows, Options{Rate: 10, loops: &loops,
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second) // a regression spins or hangs
+	defer cancel()
+	res, err := Run(ctx, flows, Options{Rate: 10, loops: &loops,
 		Config: Config{Count: 2, Interval: 20 * time.Millisecond, Timeout: 20 * time.Millisecond}}, sim, sim, nil)
 	if err != nil {
 		t.Fatal(err)
