@@ -387,9 +387,10 @@ func (a *Agent) probeRules(ctx context.Context, pol *Policy, res *SweepResult) {
 		a.log.Info("would probe", "connections", min(total, budget))
 		return
 	}
-	// The budget lets a sweep's probe cycles fit in the interval; the deadline makes
-	// sure of it whatever happens on the wire, so that sweeps keep coming.
-	pctx, cancel := context.WithTimeout(ctx, a.Interval())
+	// The budget sizes a sweep's probe cycles to the interval, but a dead peer's
+	// cycle lasts its probe count × interval whatever the sweep interval; the
+	// deadline only makes sure that sweeps keep coming whatever happens on the wire.
+	pctx, cancel := context.WithTimeout(ctx, probeDeadline(a.Interval()))
 	defer cancel()
 	for nsi, slots := range byNS {
 		if budget <= 0 {
@@ -436,7 +437,7 @@ func (a *Agent) probeRules(ctx context.Context, pol *Policy, res *SweepResult) {
 		results, err := p.p.Probe(pctx, flows, probe.Options{Rate: pol.Budgets.ProbesPerSecond}, nil)
 		if err != nil {
 			if ctx.Err() == nil && pctx.Err() != nil {
-				err = fmt.Errorf("probe cycles of %d connections not done within the interval (%s): %w", len(flows), a.Interval(), err)
+				err = fmt.Errorf("probe cycles of %d connections not done within %s: %w", len(flows), probeDeadline(a.Interval()), err)
 			}
 			a.warn("probe")(err)
 			continue
@@ -468,6 +469,10 @@ func (a *Agent) probeRules(ctx context.Context, pol *Policy, res *SweepResult) {
 		}
 	}
 }
+
+// probeDeadline bounds the probe cycles of one sweep: the interval, and at least
+// a minute (a cycle of the default probe settings needs a few seconds).
+func probeDeadline(interval time.Duration) time.Duration { return max(interval, time.Minute) }
 
 func (a *Agent) closeStaleProbers(nss map[string]*host.NetNS) {
 	for k, p := range a.probers {
