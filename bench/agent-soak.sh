@@ -11,8 +11,8 @@
 # addresses. Either alone failed once on the shared test machine: the image test's clean-up
 # unmounted the names mid-run (0 of 200 dead peers found; fixed since, see deploy's
 # TestSharedViewKeepsMounts), and the process rule alone, with another benchmark's 198 000
-# sockets on the host, found 104 of 200 (owners not found in one pass were never looked for
-# again; now up to three passes). The end of the run prints how many connections each rule
+# sockets on the host, found 104 of 200 (not confirmed: owners not found in one pass were
+# never looked for again, which they now are, up to three passes). The end of the run prints how many connections each rule
 # matched. The script itself enters the namespaces through /proc/PID/ns/net. The agent walks
 # every namespace of the host: run the hour on a quiet machine (the CSV's sockets column says
 # how many it saw).
