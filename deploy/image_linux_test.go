@@ -16,21 +16,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keepalive-dev/keepalive/internal/nstest"
 	"github.com/keepalive-dev/keepalive/internal/promtest"
 	"golang.org/x/sys/unix"
 	corev1 "k8s.io/api/core/v1"
 )
-
-func docker(t *testing.T, args ...string) string {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, "docker", args...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("docker %s: %v\n%s", strings.Join(args, " "), err, out)
-	}
-	return strings.TrimSpace(string(out))
-}
 
 func staticBuild(t *testing.T, dir, out, pkg string) {
 	t.Helper()
@@ -231,7 +221,7 @@ func TestImageAsDaemonSet(t *testing.T) {
 	}
 	staticBuild(t, "..", filepath.Join(ctxDir, "keepalive"), "./cmd/keepalive")
 	image := "keepalive-agent-test:" + id
-	docker(t, "build", "-q", "-t", image, ctxDir)
+	nstest.Docker(t, "build", "-q", "-t", image, ctxDir)
 	t.Cleanup(func() { _ = exec.Command("docker", "rmi", "-f", image).Run() })
 
 	// The other container: holds a loopback connection pair without keepalive in its own
@@ -245,19 +235,19 @@ func TestImageAsDaemonSet(t *testing.T) {
 		t.Fatal(err)
 	}
 	connImage := "keepalive-testconn:" + id
-	docker(t, "build", "-q", "-t", connImage, connDir)
+	nstest.Docker(t, "build", "-q", "-t", connImage, connDir)
 	t.Cleanup(func() { _ = exec.Command("docker", "rmi", "-f", connImage).Run() })
 	var rb [2]byte
 	_, _ = rand.Read(rb[:])
 	ctrPort := 20000 + (int(rb[0])<<8|int(rb[1]))%10000
 	ctrName := "keepalive-testconn-" + id
 	t.Cleanup(func() { _ = exec.Command("docker", "rm", "-f", ctrName).Run() })
-	docker(t, "run", "-d", "--name", ctrName, "--network=bridge", connImage, strconv.Itoa(ctrPort))
+	nstest.Docker(t, "run", "-d", "--name", ctrName, "--network=bridge", connImage, strconv.Itoa(ctrPort))
 	// A third container that no rule matches: 'enforce attach' from the agent's container
 	// attaches to it without meeting the agent's own attachments.
 	idleName := "keepalive-testconn-idle-" + id
 	t.Cleanup(func() { _ = exec.Command("docker", "rm", "-f", idleName).Run() })
-	docker(t, "run", "-d", "--name", idleName, "--network=bridge", connImage, strconv.Itoa(ctrPort+1))
+	nstest.Docker(t, "run", "-d", "--name", idleName, "--network=bridge", connImage, strconv.Itoa(ctrPort+1))
 
 	// On the host: a loopback connection pair without keepalive.
 	lc := net.ListenConfig{KeepAlive: -1}
@@ -329,7 +319,7 @@ func TestImageAsDaemonSet(t *testing.T) {
 		}
 		_ = exec.Command("docker", "rm", "-f", "keepalive-agent-"+id).Run()
 	})
-	docker(t, run...)
+	nstest.Docker(t, run...)
 	agentName := "keepalive-agent-" + id
 
 	get := func(name string, labels ...string) float64 {
@@ -392,7 +382,7 @@ func TestImageAsDaemonSet(t *testing.T) {
 // (no "/.." paths) and attach eBPF policies to them.
 func privateCgroupTools(t *testing.T, agentName, ctrName, idleName string, ctrPort int) {
 	t.Helper()
-	agentPID := docker(t, "inspect", "-f", "{{.State.Pid}}", agentName)
+	agentPID := nstest.Docker(t, "inspect", "-f", "{{.State.Pid}}", agentName)
 	theirs, err := os.Readlink("/proc/" + agentPID + "/ns/cgroup")
 	if err != nil {
 		t.Fatal(err)
@@ -406,8 +396,8 @@ func privateCgroupTools(t *testing.T, agentName, ctrName, idleName string, ctrPo
 	}
 	hostCgroup := func(name string) (id, cg string) {
 		t.Helper()
-		id = docker(t, "inspect", "-f", "{{.Id}}", name)
-		pid := docker(t, "inspect", "-f", "{{.State.Pid}}", name)
+		id = nstest.Docker(t, "inspect", "-f", "{{.Id}}", name)
+		pid := nstest.Docker(t, "inspect", "-f", "{{.State.Pid}}", name)
 		b, err := os.ReadFile("/proc/" + pid + "/cgroup")
 		if err != nil {
 			t.Fatal(err)
@@ -422,7 +412,7 @@ func privateCgroupTools(t *testing.T, agentName, ctrName, idleName string, ctrPo
 	}
 	inAgent := func(args ...string) string {
 		t.Helper()
-		return docker(t, append([]string{"exec", agentName, "/keepalive"}, args...)...)
+		return nstest.Docker(t, append([]string{"exec", agentName, "/keepalive"}, args...)...)
 	}
 	noDotDot := func(what, out string) {
 		t.Helper()

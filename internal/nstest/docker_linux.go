@@ -21,11 +21,11 @@ func NeedDocker(t testing.TB) {
 	Need(t, ok, "a running Docker engine (docker version)")
 }
 
-// Docker runs the docker command (at most two minutes) and returns its trimmed output; a
+// Docker runs the docker command (at most three minutes: a build included) and returns its trimmed output; a
 // failure ends the test with the output.
 func Docker(t testing.TB, args ...string) string {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	out, err := exec.CommandContext(ctx, "docker", args...).CombinedOutput()
 	if err != nil {
