@@ -133,7 +133,7 @@ func (a *Agent) enforceRules(ctx context.Context, pol *Policy, gen uint64, res *
 			e.fixed = key
 			continue
 		}
-		if e.flags&flagOwned != 0 {
+		if e.proc != 0 { // owners known
 			todo = append(todo, i)
 		}
 	}

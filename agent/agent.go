@@ -436,7 +436,7 @@ func (a *Agent) sweep(ctx context.Context) (SweepResult, error) {
 	if (pol.NeedsOwners() || a.opt.Labels.Process || a.opt.Labels.Pod) && !now.Before(a.ownersNext) {
 		todo := a.todo[:0]
 		for i := range a.cache.n {
-			if e := a.cache.at(i); e.lastSweep != 0 && e.flags&flagOwned == 0 && e.ownerTry < maxOwnerTries {
+			if e := a.cache.at(i); e.lastSweep != 0 && e.proc == 0 && e.ownerTry < maxOwnerTries {
 				todo = append(todo, i)
 			}
 		}
@@ -553,7 +553,6 @@ func (a *Agent) resolveOwners(ctx context.Context, todo []uint32) {
 				more = append(more, ownerRef{p, int32(o.FD)})
 			}
 		}
-		e.flags |= flagOwned
 		e.ownerTry = 0
 		e.ruleGen = 0 // match the policy again, with the owners
 		if len(more) > 0 {

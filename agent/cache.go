@@ -36,9 +36,7 @@ func (p addr) unpack() netip.AddrPort {
 
 // entry flags.
 const (
-	flagOwnerTried = 1 << iota // owners looked up (once per socket)
-	flagOwned                  // owners found: proc and fd are valid
-	flagMoreOwners             // further owners in Agent.moreOwners
+	flagMoreOwners = 1 << iota // further owners in Agent.moreOwners
 	flagSettings               // settings the agent gave it, in Agent.settings
 )
 
@@ -51,7 +49,7 @@ type entry struct {
 	remote    addr
 	inode     uint32
 	ns        uint32 // slot in Agent.nss
-	proc      uint32 // slot in Agent.procs of the first owner (0: none)
+	proc      uint32 // slot in Agent.procs of the first owner (0: owners not known)
 	fd        int32  // the first owner's descriptor
 	idleMS    uint32 // time since the last segment received (only with tcp_info)
 	lastSweep uint32 // 0 marks a free slot
@@ -310,7 +308,7 @@ func (a *Agent) compactProcs() {
 
 // owners calls fn for each owner of e (first the first).
 func (a *Agent) owners(e *entry, fn func(p *procInfo, fd int32)) {
-	if e.flags&flagOwned == 0 || e.proc == 0 {
+	if e.proc == 0 {
 		return
 	}
 	fn(&a.procs[e.proc], e.fd)
@@ -327,7 +325,7 @@ func (a *Agent) forgetOwners(e *entry) {
 	if e.flags&flagMoreOwners != 0 {
 		delete(a.moreOwners, e.cookie)
 	}
-	e.flags &^= flagOwned | flagMoreOwners
+	e.flags &^= flagMoreOwners
 	e.proc, e.fd, e.ownerTry = 0, 0, 0
 }
 

@@ -33,9 +33,6 @@ func countAgent(t *testing.T, l Labels, pol *Policy) *Agent {
 func addSock(a *Agent, cookie uint64, ns, proc, assess uint32, more ...uint32) {
 	e := entry{cookie: cookie, lastSweep: 1, ns: ns, proc: proc, assess: assess, state: host.StateEstablished,
 		local: packAddr(netip.MustParseAddrPort("10.0.0.1:80")), remote: packAddr(netip.MustParseAddrPort("10.0.0.2:5000")), rule: -1}
-	if proc != 0 {
-		e.flags |= flagOwned
-	}
 	for _, p := range more {
 		e.flags |= flagMoreOwners
 		a.moreOwners[cookie] = append(a.moreOwners[cookie], ownerRef{proc: p, fd: 9})
