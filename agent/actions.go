@@ -60,7 +60,7 @@ func enforceMatches(r *Rule) []enforce.Match {
 
 // enforceRules attaches the enforce rules to the cgroups of the connections
 // they match and retrofits the existing connections, within the budget.
-func (a *Agent) enforceRules(ctx context.Context, pol *Policy, gen uint64, res *SweepResult) {
+func (a *Agent) enforceRules(ctx context.Context, pol *Policy, res *SweepResult) {
 	byName := map[string]*Rule{}
 	for i := range pol.Rules {
 		if pol.Rules[i].Action == ActionEnforce {

@@ -465,7 +465,7 @@ func (a *Agent) sweep(ctx context.Context) (SweepResult, error) {
 	snap.tcpext = a.tcpExt(nss)
 
 	// Actions.
-	a.enforceRules(ctx, pol, gen, &res)
+	a.enforceRules(ctx, pol, &res)
 	a.probeRules(ctx, pol, &res)
 	a.closeStaleProbers(nsByKey)
 
